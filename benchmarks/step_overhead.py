@@ -1,0 +1,135 @@
+"""Cost of one BrainProp training step relative to one backprop step.
+
+BrainProp's only extra work over error backpropagation is choosing an action
+(one argmax and one random draw per sample). This script times training
+steps of the same network trained with BrainProp (`kbp.wrap`) and with
+backprop (softmax cross-entropy), alternating the two in one run, and prints
+milliseconds per step and their ratio.
+
+Command:
+
+    python benchmarks/step_overhead.py --steps=50 --repeats=7
+
+Networks: the paper's MNIST `dense` net (784-1500-1000-500-10) and a `conv`
+net (Conv32 s1 - Conv32 s2 - Dense 500, BN after ReLU) on 28x28x1 inputs,
+batch 128, SGD(0.1).
+"""
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+import keras_brainprop as kbp  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 50, "Training steps per timed run.")
+flags.DEFINE_integer("repeats", 7, "Timed runs per variant (median kept).")
+flags.DEFINE_integer("batch_size", 128, "Batch size.")
+flags.DEFINE_list("networks", ["dense", "conv"], "Networks to time.")
+flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
+
+NUM_CLASSES = 10
+
+
+def build_network(name):
+    init = keras.initializers.RandomNormal(stddev=0.005)
+    layers = keras.layers
+    if name == "dense":
+        body = [layers.Flatten()] + [
+            layers.Dense(
+                units,
+                activation="relu",
+                use_bias=False,
+                kernel_initializer=init,
+            )
+            for units in (1500, 1000, 500)
+        ]
+    elif name == "conv":
+        body = []
+        for strides in (1, 2):
+            body += [
+                layers.Conv2D(
+                    32,
+                    3,
+                    strides,
+                    "same",
+                    use_bias=False,
+                    kernel_initializer=init,
+                ),
+                layers.ReLU(),
+                layers.BatchNormalization(),
+            ]
+        body += [
+            layers.Flatten(),
+            layers.Dense(
+                500, activation="relu", use_bias=False, kernel_initializer=init
+            ),
+        ]
+    else:
+        raise ValueError(f"Unknown network. Received: {name!r}")
+    return keras.Sequential(
+        [keras.Input((28, 28, 1)), *body]
+        + [layers.Dense(NUM_CLASSES, use_bias=False, kernel_initializer=init)]
+    )
+
+
+def compiled(name, algorithm):
+    network = build_network(name)
+    optimizer = keras.optimizers.SGD(0.1)
+    if algorithm == "brainprop":
+        model = kbp.wrap(network)
+        model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile)
+    else:
+        model = network
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=FLAGS.jit_compile,
+        )
+    return model
+
+
+def ms_per_step(model, dataset):
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
+    return 1000.0 * (time.perf_counter() - start) / FLAGS.steps
+
+
+def main(argv):
+    del argv
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((FLAGS.batch_size, 28, 28, 1), dtype="float32")
+    y = rng.integers(0, NUM_CLASSES, FLAGS.batch_size)
+    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+
+    print(
+        f"batch {FLAGS.batch_size}, {FLAGS.steps} steps per run, median of "
+        f"{FLAGS.repeats} runs, jit_compile={FLAGS.jit_compile}\n"
+    )
+    print("| network | backprop ms/step | BrainProp ms/step | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in FLAGS.networks:
+        models = {a: compiled(name, a) for a in ("ebp", "brainprop")}
+        for model in models.values():
+            ms_per_step(model, dataset)  # Trace and warm up.
+        times = {a: [] for a in models}
+        for _ in range(FLAGS.repeats):
+            for algorithm, model in models.items():  # Alternate: fair noise.
+                times[algorithm].append(ms_per_step(model, dataset))
+        ebp = float(np.median(times["ebp"]))
+        brainprop = float(np.median(times["brainprop"]))
+        print(
+            f"| {name} | {ebp:.2f} | {brainprop:.2f} | {brainprop / ebp:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,8 @@
+"""keras_brainprop: train Keras classifiers by reward with BrainProp."""
+
+from keras_brainprop import datasets
+from keras_brainprop import policies
+from keras_brainprop import rewards
+from keras_brainprop.model import BrainPropModel
+from keras_brainprop.model import wrap
+from keras_brainprop.version import __version__

@@ -1,0 +1,5 @@
+"""Setuptools entry point; all metadata lives in setup.cfg."""
+
+import setuptools
+
+setuptools.setup()

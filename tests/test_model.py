@@ -1,0 +1,481 @@
+"""Tests of BrainPropModel and wrap(): the training step, fit, save/load."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+import keras_brainprop as kbp
+from keras_brainprop import policies
+from keras_brainprop import rewards
+
+LEARNING_RATE = 0.1
+
+
+def dense_net(num_inputs=6, num_actions=4):
+    return keras.Sequential(
+        [
+            keras.Input((num_inputs,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(num_actions, use_bias=False),
+        ]
+    )
+
+
+def conv_net(num_actions=3):
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, padding="same", use_bias=False),
+            keras.layers.ReLU(),
+            keras.layers.BatchNormalization(),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(num_actions, use_bias=False),
+        ]
+    )
+
+
+def random_batch(input_shape, num_actions, batch_size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
+    y = rng.integers(0, num_actions, size=(batch_size,))
+    return x, y
+
+
+def reference_sgd_step(network, x, y, sample_weight=None):
+    """One SGD step on 0.5 * mean((r - Q_a)^2), computed independently."""
+    with tf.GradientTape() as tape:
+        q_values = network(x, training=True)
+        actions = np.argmax(q_values.numpy(), axis=-1)
+        rewards_ = (actions == y).astype("float32")
+        chosen = tf.reduce_sum(
+            q_values * tf.one_hot(actions, q_values.shape[-1]), axis=-1
+        )
+        per_sample = 0.5 * tf.square(rewards_ - chosen)
+        if sample_weight is not None:
+            per_sample = per_sample * sample_weight
+        loss = tf.reduce_sum(per_sample) / len(x)
+        if network.losses:
+            loss += tf.add_n(network.losses)
+    gradients = tape.gradient(loss, network.trainable_variables)
+    for variable, gradient in zip(network.trainable_variables, gradients):
+        variable.assign_sub(LEARNING_RATE * gradient)
+
+
+def copy_of(network):
+    twin = keras.models.clone_model(network)
+    twin.set_weights(network.get_weights())
+    return twin
+
+
+@pytest.mark.parametrize(
+    "make_net, input_shape, num_actions",
+    [(dense_net, (6,), 4), (conv_net, (6, 6, 2), 3)],
+    ids=["dense", "conv_bn_pool"],
+)
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "jit"])
+def test_greedy_step_equals_backprop_of_chosen_unit(
+    make_net, input_shape, num_actions, jit_compile
+):
+    network = make_net()
+    reference = copy_of(network)
+    x, y = random_batch(input_shape, num_actions)
+    model = kbp.wrap(network, policy=policies.Greedy())
+    model.compile(
+        optimizer=keras.optimizers.SGD(LEARNING_RATE), jit_compile=jit_compile
+    )
+    model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    reference_sgd_step(reference, x, y)
+    for ours, theirs in zip(network.weights, reference.weights):
+        np.testing.assert_allclose(
+            ours.numpy(), theirs.numpy(), atol=1e-6, err_msg=ours.path
+        )
+    assert any(
+        not np.allclose(w, v)
+        for w, v in zip(network.get_weights(), copy_of(make_net()).weights)
+    )
+
+
+def test_sample_weight_weights_the_prediction_error():
+    network = dense_net()
+    reference = copy_of(network)
+    x, y = random_batch((6,), 4)
+    weights = np.linspace(0.0, 2.0, len(x)).astype("float32")
+    model = kbp.wrap(network, policy="greedy")
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    model.fit(x, y, sample_weight=weights, batch_size=len(x), verbose=0)
+    reference_sgd_step(reference, x, y, sample_weight=weights)
+    for ours, theirs in zip(network.weights, reference.weights):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)
+
+
+def test_regularization_losses_are_added():
+    network = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(
+                4,
+                use_bias=False,
+                kernel_regularizer=keras.regularizers.L2(0.01),
+            ),
+        ]
+    )
+    reference = copy_of(network)
+    x, y = random_batch((6,), 4)
+    model = kbp.wrap(network, policy="greedy")
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    model.fit(x, y, batch_size=len(x), verbose=0)
+    reference_sgd_step(reference, x, y)
+    np.testing.assert_allclose(
+        network.get_weights()[0], reference.get_weights()[0], atol=1e-6
+    )
+
+
+def test_only_the_chosen_unit_learns():
+    # A linear net with no hidden layer: output unit k's weights change only
+    # on samples where k was the chosen action.
+    network = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(5, use_bias=False)]
+    )
+    before = network.get_weights()[0].copy()
+    x = np.eye(3, dtype="float32")
+    model = kbp.wrap(network, policy="greedy")
+    q_values = model.predict(x, verbose=0)
+    chosen = set(np.argmax(q_values, axis=-1))
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    model.fit(x, np.zeros(3), batch_size=3, verbose=0)
+    changed = np.any(network.get_weights()[0] != before, axis=0)
+    assert set(np.flatnonzero(changed)) == chosen
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        {"run_eagerly": True},
+        {"jit_compile": False},
+        {"jit_compile": True},
+    ],
+    ids=["eager", "graph", "jit"],
+)
+def test_fit_logs_all_metrics_in_every_mode(mode):
+    x, y = random_batch((6,), 4, batch_size=64)
+    model = kbp.wrap(dense_net())
+    model.compile(metrics=["accuracy"], **mode)
+    history = model.fit(
+        x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0
+    ).history
+    for name in ("loss", "reward", "rpe", "explore_rate", "accuracy"):
+        assert len(history[name]) == 2
+        assert np.isfinite(history[name]).all()
+    for name in ("val_loss", "val_reward", "val_rpe", "val_accuracy"):
+        assert name in history
+    assert "val_explore_rate" not in history
+    assert 0.0 <= history["explore_rate"][-1] <= 1.0
+
+
+def test_greedy_metrics_match_numpy():
+    x, y = random_batch((6,), 4, batch_size=40)
+    model = kbp.wrap(dense_net(), policy="greedy")
+    model.compile(metrics=["accuracy"])
+    q_values = model.predict(x, verbose=0)
+    actions = np.argmax(q_values, axis=-1)
+    reward = (actions == y).astype("float32")
+    delta = reward - q_values[np.arange(len(y)), actions]
+    logs = model.evaluate(x, y, batch_size=40, verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["reward"], reward.mean(), atol=1e-6)
+    np.testing.assert_allclose(logs["accuracy"], reward.mean(), atol=1e-6)
+    np.testing.assert_allclose(logs["rpe"], delta.mean(), atol=1e-6)
+    np.testing.assert_allclose(logs["loss"], np.mean(0.5 * delta**2), rtol=1e-5)
+
+
+def test_explore_rate_metric_counts_non_greedy_actions():
+    x, y = random_batch((6,), 4, batch_size=512)
+    model = kbp.wrap(dense_net(), policy=policies.EpsilonGreedy(1.0))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(x, y, batch_size=512, verbose=0).history
+    # Uniform actions differ from the greedy one 3 times in 4.
+    assert abs(history["explore_rate"][0] - 0.75) < 0.08
+
+
+def test_digits_mlp_learns_from_reward_alone():
+    digits = load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=0.25, random_state=0, stratify=digits.target
+    )
+    network = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, use_bias=False),
+        ]
+    )
+    model = kbp.wrap(network)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=32, epochs=30, verbose=0)
+    logs = model.evaluate(x_test, y_test, verbose=0, return_dict=True)
+    assert logs["accuracy"] >= 0.93
+
+
+@pytest.mark.parametrize("label_form", ["column", "one_hot", "table"])
+def test_target_forms(label_form):
+    x, y = random_batch((6,), 4, batch_size=32)
+    if label_form == "column":
+        targets = y[:, None]
+    elif label_form == "one_hot":
+        targets = np.eye(4, dtype="float32")[y]
+    else:
+        targets = np.full((32, 4), 0.25, "float32")
+    model = kbp.wrap(dense_net(), policy="greedy")
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(x, targets, batch_size=32, verbose=0).history
+    actions = np.argmax(model.predict(x, verbose=0), axis=-1)
+    expected = 0.25 if label_form == "table" else np.mean(actions == y)
+    np.testing.assert_allclose(history["reward"][0], expected, atol=1e-6)
+
+
+def test_custom_reward_function():
+    calls = []
+
+    def always_half(y, actions):
+        calls.append(True)
+        return tf.fill(tf.shape(actions), 0.5)
+
+    x, y = random_batch((6,), 4, batch_size=32)
+    model = kbp.wrap(dense_net(), reward=always_half)
+    assert isinstance(model.reward, rewards.RewardFunction)
+    model.compile()
+    history = model.fit(x, y, batch_size=32, verbose=0).history
+    assert calls and history["reward"][0] == pytest.approx(0.5)
+
+
+def test_reward_without_targets():
+    def reward_from_actions(y, actions):
+        assert y is None
+        return tf.cast(tf.equal(actions, 0), "float32")
+
+    x, _ = random_batch((6,), 4, batch_size=32)
+    model = kbp.wrap(dense_net(), reward=reward_from_actions)
+    model.compile()
+    model.fit(x, epochs=3, batch_size=8, verbose=0)
+
+
+def test_tf_data_numpy_and_callbacks(tmp_path):
+    x, y = random_batch((6,), 4, batch_size=64)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    model = kbp.wrap(dense_net())
+    model.compile(metrics=["accuracy"])
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=1, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras")),
+        keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    history = model.fit(
+        dataset,
+        validation_data=(x[:16], y[:16]),
+        epochs=3,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    assert len(history.history["loss"]) >= 2
+    assert (tmp_path / "best.keras").exists()
+    assert any((tmp_path / "tb").iterdir())
+    assert float(model.optimizer.learning_rate) < 0.1
+    reloaded = keras.models.load_model(tmp_path / "best.keras")
+    assert isinstance(reloaded, kbp.BrainPropModel)
+
+
+def test_wrap_functional_and_subclassed():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    functional = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.out = keras.layers.Dense(3, use_bias=False)
+
+        def call(self, inputs):
+            return self.out(self.hidden(inputs))
+
+    x, y = random_batch((6,), 3, batch_size=32)
+    for network in (functional, Subclassed()):
+        model = kbp.wrap(network)
+        model.compile()
+        model.fit(x, y, batch_size=16, verbose=0)
+        before = [w.copy() for w in network.get_weights()]
+        model.fit(x, y, batch_size=16, verbose=0)
+        # The wrapper shares the network's weights.
+        assert any(
+            not np.array_equal(b, a)
+            for b, a in zip(before, network.get_weights())
+        )
+
+
+def test_save_load_round_trip(tmp_path):
+    x, y = random_batch((6,), 4, batch_size=32)
+    policy = policies.EpsilonBoltzmann(epsilon=0.3, temperature=0.5)
+    model = kbp.wrap(dense_net(), policy=policy, seed=7)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, batch_size=8, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    assert isinstance(reloaded, kbp.BrainPropModel)
+    assert reloaded.policy.get_config() == policy.get_config()
+    assert isinstance(reloaded.reward, rewards.CorrectChoice)
+    assert reloaded.seed == 7
+    np.testing.assert_array_equal(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+    assert int(reloaded.optimizer.iterations) == 4
+    # Training continues from the saved optimizer state, step for step.
+    model.fit(x, y, batch_size=8, verbose=0)
+    reloaded.fit(x, y, batch_size=8, verbose=0)
+    for ours, theirs in zip(model.get_weights(), reloaded.get_weights()):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_same_seed_same_run():
+    def run():
+        keras.utils.set_random_seed(3)
+        x, y = random_batch((6,), 4, batch_size=64)
+        model = kbp.wrap(dense_net(), policy=policies.EpsilonGreedy(0.5))
+        model.compile()
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        return model.get_weights(), history.history
+
+    weights_a, history_a = run()
+    weights_b, history_b = run()
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_array_equal(a, b)
+    assert history_a == history_b
+
+
+def test_mixed_precision():
+    keras.config.set_dtype_policy("mixed_float16")
+    network = dense_net()
+    assert network.layers[0].compute_dtype == "float16"
+    x, y = random_batch((6,), 4, batch_size=32)
+    model = kbp.wrap(network)
+    model.compile(metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(history["loss"]).all()
+    assert network.weights[0].dtype == "float32"
+
+
+# Errors ------------------------------------------------------------------
+
+
+def test_several_outputs_are_rejected():
+    inputs = keras.Input((6,))
+    network = keras.Model(
+        inputs, [keras.layers.Dense(3)(inputs), keras.layers.Dense(2)(inputs)]
+    )
+    with pytest.raises(ValueError, match="single output"):
+        kbp.wrap(network)
+
+
+def test_output_must_be_batch_by_actions():
+    network = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Dense(3, use_bias=False)]
+    )
+    with pytest.raises(ValueError, match=r"\[batch, actions\]"):
+        kbp.wrap(network)
+
+
+def test_non_model_is_rejected():
+    with pytest.raises(ValueError, match="keras.Model"):
+        kbp.wrap(keras.layers.Dense(3))
+
+
+def test_other_backends_are_rejected(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match="TensorFlow backend"):
+        kbp.wrap(dense_net())
+
+
+def test_compile_with_a_loss_is_rejected():
+    model = kbp.wrap(dense_net())
+    with pytest.raises(ValueError, match="learns from reward"):
+        model.compile(loss="mse")
+
+
+def test_softmax_output_warns():
+    network = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")]
+    )
+    with pytest.warns(UserWarning, match="linear output"):
+        kbp.wrap(network)
+
+
+@pytest.mark.parametrize("run_eagerly", [True, False], ids=["eager", "graph"])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.full(8, 4), "number of actions"),
+        (np.full(8, -1), ">= 0"),
+        (np.full(8, 1.5, "float32"), "whole numbers"),
+    ],
+    ids=["too_large", "negative", "fractional"],
+)
+def test_bad_labels_raise_before_any_update(labels, message, run_eagerly):
+    network = dense_net()
+    before = network.get_weights()
+    model = kbp.wrap(network)
+    model.compile(run_eagerly=run_eagerly)
+    x, _ = random_batch((6,), 4, batch_size=8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        model.fit(x, labels, batch_size=8, verbose=0)
+    for b, a in zip(before, network.get_weights()):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_reward_table_of_wrong_width():
+    model = kbp.wrap(dense_net())
+    model.compile()
+    x, _ = random_batch((6,), 4, batch_size=8)
+    with pytest.raises(ValueError, match="reward table"):
+        model.fit(x, np.zeros((8, 3), "float32"), verbose=0)
+
+
+def test_missing_targets():
+    model = kbp.wrap(dense_net())
+    model.compile()
+    x, _ = random_batch((6,), 4, batch_size=8)
+    with pytest.raises(ValueError, match="needs targets"):
+        model.fit(x, verbose=0)
+
+
+@pytest.mark.parametrize("run_eagerly", [True, False], ids=["eager", "graph"])
+def test_bad_reward_functions(run_eagerly):
+    x, y = random_batch((6,), 4, batch_size=8)
+    bad_rewards = {
+        "one reward per sample": lambda y, a: tf.ones((tf.shape(a)[0], 2)),
+        "NaN or Inf": lambda y, a: tf.fill(tf.shape(a), float("nan")),
+        "must return numbers": lambda y, a: tf.strings.as_string(a),
+    }
+    for message, reward in bad_rewards.items():
+        network = dense_net()
+        before = network.get_weights()
+        model = kbp.wrap(network, reward=reward)
+        model.compile(run_eagerly=run_eagerly)
+        with pytest.raises(
+            (ValueError, tf.errors.InvalidArgumentError), match=message
+        ):
+            model.fit(x, y, batch_size=8, verbose=0)
+        for b, a in zip(before, network.get_weights()):
+            np.testing.assert_array_equal(b, a)
