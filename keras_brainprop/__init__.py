@@ -1,5 +1,6 @@
 """keras_brainprop: train Keras classifiers by reward with BrainProp."""
 
+from keras_brainprop import callbacks
 from keras_brainprop import datasets
 from keras_brainprop import policies
 from keras_brainprop import rewards

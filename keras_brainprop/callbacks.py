@@ -1,0 +1,486 @@
+"""Callbacks that show in TensorBoard what a BrainProp agent is learning."""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_brainprop import rewards as rewards_lib
+from keras_brainprop.model import BrainPropModel
+
+# The probe goes through the network in chunks of this many samples, so a
+# large probe of a deep network never holds all its activations at once.
+_PROBE_CHUNK = 128
+
+# The training logs this callback copies, and the names it logs them under.
+_TRAIN_LOGS = {
+    "reward": "reward",
+    "rpe": "rpe_mean",
+    "explore_rate": "explore_rate",
+}
+
+
+def _summary_metadata(plugin_name, data_class):
+    # What TensorBoard's own tf.summary.scalar / histogram attach. Writing
+    # it ourselves keeps the tensorboard package optional: TensorFlow 2.21
+    # does not install it, and it is needed only to view the logs.
+    return tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(
+            plugin_name=plugin_name
+        ),
+        data_class=data_class,
+    )
+
+
+_SCALAR_METADATA = _summary_metadata("scalars", "DATA_CLASS_SCALAR")
+_HISTOGRAM_METADATA = _summary_metadata("histograms", "DATA_CLASS_TENSOR")
+
+
+def _write_scalar(tag, value, step):
+    tf.summary.write(
+        tag, tf.cast(value, "float32"), step=step, metadata=_SCALAR_METADATA
+    )
+
+
+def _write_histogram(tag, buckets, step):
+    tf.summary.write(tag, buckets, step=step, metadata=_HISTOGRAM_METADATA)
+
+
+def _histogram_buckets(values, bucket_count):
+    """Returns TensorBoard's histogram tensor: [buckets, 3] (left, right, n).
+
+    Non-finite values are left out, so a diverged network shows as a count
+    smaller than the number of values.
+    """
+    values = tf.reshape(tf.cast(values, "float64"), [-1])
+    values = tf.boolean_mask(values, tf.math.is_finite(values))
+    if int(tf.size(values)) == 0:
+        return tf.zeros([0, 3], "float64")
+    low = tf.reduce_min(values)
+    high = tf.reduce_max(values)
+    # Equal values get a unit-wide range and so fill one middle bucket.
+    flat = tf.equal(low, high)
+    low = tf.where(flat, low - 0.5, low)
+    high = tf.where(flat, high + 0.5, high)
+    width = (high - low) / bucket_count
+    indices = tf.cast(tf.floor((values - low) / width), "int32")
+    # The maximum itself belongs to the last bucket, not one past it.
+    indices = tf.minimum(indices, bucket_count - 1)
+    counts = tf.math.bincount(
+        indices, minlength=bucket_count, maxlength=bucket_count, dtype="float64"
+    )
+    edges = tf.linspace(low, high, bucket_count + 1)
+    return tf.stack([edges[:-1], edges[1:], counts], axis=1)
+
+
+def _action_buckets(counts):
+    """One histogram bucket per action, centred on the action's index."""
+    actions = tf.range(tf.shape(counts)[0], dtype="float64")
+    return tf.stack([actions - 0.5, actions + 0.5, counts], axis=1)
+
+
+def _num_samples(structure):
+    return int(tf.shape(tf.nest.flatten(structure)[0])[0])
+
+
+def _slice(structure, start, stop):
+    return tf.nest.map_structure(lambda t: t[start:stop], structure)
+
+
+def _to_tensors(structure, name):
+    if structure is None:
+        return None
+    try:
+        tensors = tf.nest.map_structure(tf.convert_to_tensor, structure)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`probe_data` must be arrays (x, y) or a batched tf.data.Dataset "
+            f"of (x, y). Its {name} could not be read as tensors: {error}"
+        ) from error
+    for tensor in tf.nest.flatten(tensors):
+        if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+            raise ValueError(
+                "`probe_data` must hold numbers. Received: its "
+                f"{name} with dtype {tensor.dtype.name}"
+            )
+        if tensor.shape.rank == 0:
+            raise ValueError(
+                "`probe_data` must hold one row per sample. Received: its "
+                f"{name} as a scalar"
+            )
+    return tensors
+
+
+def _concat(parts):
+    if parts[0] is None:
+        return None
+    return tf.nest.map_structure(lambda *ts: tf.concat(ts, 0), *parts)
+
+
+def _take_probe(probe_data, probe_size):
+    """Returns (x, y) tensors of the first `probe_size` probe samples."""
+    if isinstance(probe_data, tf.data.Dataset):
+        x_parts, y_parts, taken = [], [], 0
+        for element in probe_data:
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
+            x_parts.append(_to_tensors(x, "x"))
+            y_parts.append(_to_tensors(y, "y"))
+            taken += _num_samples(x_parts[-1])
+            if taken >= probe_size:
+                break
+        if not x_parts:
+            raise ValueError(
+                "`probe_data` must hold at least one sample. Received: an "
+                "empty dataset"
+            )
+        if any((y is None) != (y_parts[0] is None) for y in y_parts):
+            raise ValueError(
+                "`probe_data` must give targets `y` in every batch or in none."
+            )
+        x, y = _concat(x_parts), _concat(y_parts)
+    else:
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(probe_data)
+        x, y = _to_tensors(x, "x"), _to_tensors(y, "y")
+    count = min(_num_samples(x), probe_size)
+    if count == 0:
+        raise ValueError(
+            "`probe_data` must hold at least one sample. Received: 0 samples"
+        )
+    lengths = {_num_samples(x)}
+    if y is not None:
+        lengths.add(_num_samples(y))
+    if len(lengths) != 1:
+        raise ValueError(
+            "`probe_data`'s x and y must hold the same number of samples. "
+            f"Received: {sorted(lengths)} samples"
+        )
+    y = None if y is None else _slice(y, 0, count)
+    return _slice(x, 0, count), y
+
+
+def _layer_path(variable, network_name):
+    """The path of the layer that owns `variable`, e.g. "block/dense"."""
+    layer_path = variable.path.rpartition("/")[0] or variable.path
+    inner_path = layer_path.removeprefix(network_name + "/")
+    return inner_path or layer_path
+
+
+def _is_positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _copy_weights(weights, snapshot):
+    for weight, copy in zip(weights, snapshot, strict=True):
+        copy.assign(tf.convert_to_tensor(weight))
+
+
+class BrainPropMonitor(keras.callbacks.Callback):
+    """Logs to TensorBoard how a BrainProp agent learns from reward.
+
+    Writes TensorFlow summaries to `log_dir/subdir` (by default
+    `log_dir/brainprop`, beside the `train` and `validation` folders of
+    `keras.callbacks.TensorBoard`, so both can share one `log_dir`). Every
+    epoch, and every `update_freq` training batches if it is an int, it
+    logs:
+
+    - the training curves that `fit()` reports: the reward rate, the mean
+      reward-prediction error `delta = r - Q[action]` and the explore rate;
+    - a probe: a fixed set of samples run through the network (in inference
+      mode), the model's policy (with a fixed seed, so that a change between
+      two steps comes from the network, not from the draw; at the current
+      training step, so a scheduled exploration is the current one) and the
+      model's reward. It shows the spread of `delta`, the Q-values and which
+      actions the agent picks;
+    - how far credit reaches down the network: per layer, the L2 norm of the
+      change of its trainable weights over the epoch (or interval), alone and
+      relative to the norm of the weights before it.
+
+    Tags, with `U` the unit, `epoch` (step = epoch index, 0-based, like
+    `keras.callbacks.TensorBoard`) or `batch` (step = the optimizer's
+    iteration count):
+
+    - `U/reward`, `U/rpe_mean`, `U/explore_rate`: scalars from the training
+      logs; per batch they are the running means over the epoch so far, as
+      in the progress bar.
+    - `U/probe/reward`, `U/probe/rpe_mean`, `U/probe/rpe_std`,
+      `U/probe/explore_rate`: scalars on the probe (the explore rate is the
+      share of actions that differ from the greedy ones).
+    - `U/probe/q_values`: histogram of all probe Q-values
+      (probe size * actions values).
+    - `U/probe/rpe`: histogram of the probe's `delta`.
+    - `U/probe/actions`: histogram of the actions taken, one bucket per
+      action, holding the count of samples that took it.
+    - `U/probe/action_frequency/K`: scalar share of probe samples that took
+      action `K` (they sum to 1).
+    - `U/update_norm/LAYER`, `U/relative_update_norm/LAYER`: scalars, the
+      norm of the weight change of each layer with trainable weights (all
+      its weights together) and that norm divided by the norm of the old
+      weights (0 if those were all zero). `LAYER` is the layer's path inside
+      the network, e.g. `dense` or `block/conv2d`.
+
+    Probe tags are left out without `probe_data`. The update norms keep a
+    copy of the trainable weights (two with an int `update_freq`) and work
+    on the accelerator: no weights are copied to the host. The monitor needs
+    a `BrainPropModel` (from `keras_brainprop.wrap`); any other model raises
+    a `ValueError` when training starts. The `tensorboard` package is only
+    needed to view the logs (and by `keras.callbacks.TensorBoard`).
+
+    Args:
+        log_dir: the directory of the logs, as for
+            `keras.callbacks.TensorBoard`.
+        probe_data: None, arrays `(x, y)` (`x` alone if the reward needs no
+            targets) or a batched `tf.data.Dataset` of `(x, y)` from which
+            the first batches are taken. Sample weights are ignored.
+        probe_size: the number of probe samples taken from `probe_data`.
+        update_freq: `"epoch"`, or an int `N` to log every `N` training
+            batches as well as every epoch. Each batch-level log runs the
+            probe, so keep `N` large for large probes.
+        histogram_buckets: the number of buckets of the Q-value and `delta`
+            histograms.
+        seed: int seed (int32) of the policy's draws on the probe.
+        subdir: the sub-directory of `log_dir` that receives the logs.
+
+    Example:
+
+    >>> model = keras_brainprop.wrap(net)
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.1),
+    ...               metrics=["accuracy"])
+    >>> model.fit(
+    ...     x_train, y_train, validation_data=(x_val, y_val), epochs=20,
+    ...     callbacks=[
+    ...         keras.callbacks.TensorBoard("logs/run1"),
+    ...         keras_brainprop.callbacks.BrainPropMonitor(
+    ...             "logs/run1", probe_data=(x_val, y_val), probe_size=512),
+    ...     ],
+    ... )
+
+    Then run `tensorboard --logdir logs`.
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        probe_data=None,
+        probe_size=256,
+        update_freq="epoch",
+        histogram_buckets=30,
+        seed=0,
+        subdir="brainprop",
+    ):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise ValueError(
+                f"`log_dir` must be a directory path. Received: log_dir="
+                f"{log_dir!r}"
+            )
+        if update_freq != "epoch" and not _is_positive_int(update_freq):
+            raise ValueError(
+                "`update_freq` must be 'epoch' or a positive int number of "
+                f"batches. Received: update_freq={update_freq!r}"
+            )
+        if not _is_positive_int(probe_size):
+            raise ValueError(
+                "`probe_size` must be a positive int. Received: "
+                f"probe_size={probe_size!r}"
+            )
+        if not _is_positive_int(histogram_buckets):
+            raise ValueError(
+                "`histogram_buckets` must be a positive int. Received: "
+                f"histogram_buckets={histogram_buckets!r}"
+            )
+        if (
+            not isinstance(seed, int)
+            or isinstance(seed, bool)
+            or not -(2**31) <= seed < 2**31
+        ):
+            raise ValueError(
+                f"`seed` must be an int32 int. Received: seed={seed!r}"
+            )
+        if not isinstance(subdir, str) or not subdir:
+            raise ValueError(
+                "`subdir` must be a non-empty folder name. Received: "
+                f"subdir={subdir!r}"
+            )
+        self.log_dir = os.fspath(log_dir)
+        self.probe_size = probe_size
+        self.update_freq = update_freq
+        self.histogram_buckets = histogram_buckets
+        self.seed = seed
+        self.subdir = subdir
+        # Read the probe now, so bad probe data fails before training does.
+        if probe_data is None:
+            self._probe_x, self._probe_y = None, None
+        else:
+            self._probe_x, self._probe_y = _take_probe(probe_data, probe_size)
+        self._probe_seed = tf.constant([seed, 0], "int32")
+        # With per-epoch logs only, our batch hook does nothing, so Keras may
+        # dispatch batch hooks asynchronously (it would not otherwise).
+        self.async_safe = update_freq == "epoch"
+        self._writer = None
+        self._weights = []
+        self._layer_indices = {}
+        self._epoch_snapshot = []
+        self._interval_snapshot = []
+        self._epoch_start_iteration = 0
+        self._last_batch_log = 0
+
+    def set_model(self, model):
+        if not isinstance(model, BrainPropModel):
+            raise ValueError(
+                "BrainPropMonitor needs a BrainPropModel, e.g. "
+                "keras_brainprop.wrap(network): it reads the model's policy "
+                f"and reward. Received: a {type(model).__name__}"
+            )
+        super().set_model(model)
+
+    def on_train_begin(self, logs=None):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, self.subdir)
+            )
+        # The trainable set may change between fits (e.g. unfrozen layers).
+        network = self.model.network
+        self._weights = list(network.trainable_weights)
+        self._layer_indices = {}
+        for index, weight in enumerate(self._weights):
+            layer = _layer_path(weight, network.name)
+            self._layer_indices.setdefault(layer, []).append(index)
+        self._epoch_snapshot = self._new_snapshot()
+        self._interval_snapshot = []
+        self._last_batch_log = self._iterations()
+        if self.update_freq != "epoch":
+            self._interval_snapshot = self._new_snapshot()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start_iteration = self._iterations()
+        _copy_weights(self._weights, self._epoch_snapshot)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch":
+            return
+        # `batch` counts from 0 in each epoch and, with steps_per_execution,
+        # is the last step of the execution.
+        step = self._epoch_start_iteration + batch + 1
+        if step - self._last_batch_log < self.update_freq:
+            return
+        self._write("batch", step, logs, self._interval_snapshot)
+        _copy_weights(self._weights, self._interval_snapshot)
+        self._last_batch_log = step
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write("epoch", epoch, logs, self._epoch_snapshot)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._epoch_snapshot = []
+        self._interval_snapshot = []
+
+    def _iterations(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _new_snapshot(self):
+        return [
+            tf.Variable(tf.convert_to_tensor(weight), trainable=False)
+            for weight in self._weights
+        ]
+
+    def _write(self, unit, step, logs, snapshot):
+        with self._writer.as_default():
+            for key, name in _TRAIN_LOGS.items():
+                if logs and key in logs:
+                    _write_scalar(f"{unit}/{name}", logs[key], step)
+            if self._probe_x is not None:
+                self._write_probe(unit, step)
+            self._write_update_norms(unit, step, snapshot)
+
+    def _write_probe(self, unit, step):
+        model = self.model
+        count = _num_samples(self._probe_x)
+        q_chunks = [
+            model.network(
+                _slice(self._probe_x, start, start + _PROBE_CHUNK),
+                training=False,
+            )
+            for start in range(0, count, _PROBE_CHUNK)
+        ]
+        q_values = tf.cast(tf.concat(q_chunks, 0), "float32")
+        num_actions = q_values.shape[-1]
+        actions = model.policy(
+            q_values, model.optimizer.iterations, self._probe_seed
+        )
+        rewards = rewards_lib.check_rewards(
+            model.reward(self._probe_y, actions, num_actions),
+            tf.shape(actions)[0],
+        )
+        reward_prediction_error = rewards - tf.gather(
+            q_values, actions, batch_dims=1
+        )
+        greedy = tf.argmax(q_values, axis=-1, output_type="int32")
+        explored = tf.cast(tf.not_equal(actions, greedy), "float32")
+        action_counts = tf.math.bincount(
+            actions, minlength=num_actions, maxlength=num_actions
+        )
+        action_counts = tf.cast(action_counts, "float64")
+
+        prefix = f"{unit}/probe"
+        _write_scalar(f"{prefix}/reward", tf.reduce_mean(rewards), step)
+        _write_scalar(
+            f"{prefix}/rpe_mean",
+            tf.reduce_mean(reward_prediction_error),
+            step,
+        )
+        _write_scalar(
+            f"{prefix}/rpe_std",
+            tf.math.reduce_std(reward_prediction_error),
+            step,
+        )
+        _write_scalar(f"{prefix}/explore_rate", tf.reduce_mean(explored), step)
+        buckets = self.histogram_buckets
+        _write_histogram(
+            f"{prefix}/q_values", _histogram_buckets(q_values, buckets), step
+        )
+        _write_histogram(
+            f"{prefix}/rpe",
+            _histogram_buckets(reward_prediction_error, buckets),
+            step,
+        )
+        _write_histogram(
+            f"{prefix}/actions", _action_buckets(action_counts), step
+        )
+        frequencies = action_counts / count
+        for action in range(num_actions):
+            _write_scalar(
+                f"{prefix}/action_frequency/{action}",
+                frequencies[action],
+                step,
+            )
+
+    def _write_update_norms(self, unit, step, snapshot):
+        for layer, indices in self._layer_indices.items():
+            change = tf.add_n(
+                [
+                    tf.reduce_sum(
+                        tf.square(
+                            tf.cast(self._weights[i], "float32")
+                            - tf.cast(snapshot[i], "float32")
+                        )
+                    )
+                    for i in indices
+                ]
+            )
+            old = tf.add_n(
+                [
+                    tf.reduce_sum(tf.square(tf.cast(snapshot[i], "float32")))
+                    for i in indices
+                ]
+            )
+            norm = tf.sqrt(change)
+            _write_scalar(f"{unit}/update_norm/{layer}", norm, step)
+            _write_scalar(
+                f"{unit}/relative_update_norm/{layer}",
+                tf.math.divide_no_nan(norm, tf.sqrt(old)),
+                step,
+            )

@@ -1,0 +1,299 @@
+"""Tests of keras_brainprop.callbacks.BrainPropMonitor.
+
+Each test fits a tiny seeded model for one or two epochs, then reads the
+event files back with TensorFlow's own summary iterator (the tensorboard
+package is not needed) and checks tags, steps and values.
+"""
+
+import collections
+import glob
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_brainprop as kbp
+from keras_brainprop import policies
+from keras_brainprop.callbacks import BrainPropMonitor
+
+NUM_SAMPLES = 64
+NUM_FEATURES = 4
+NUM_ACTIONS = 3
+BATCH_SIZE = 16  # 4 batches per epoch
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(NUM_SAMPLES, NUM_FEATURES)).astype("float32")
+    y = rng.integers(0, NUM_ACTIONS, size=NUM_SAMPLES).astype("int32")
+    return x, y
+
+
+def _model(policy=None, nested=False):
+    keras.utils.set_random_seed(1)
+    if nested:
+        hidden = keras.Sequential(
+            [keras.layers.Dense(5, activation="relu", name="inner")],
+            name="block",
+        )
+    else:
+        hidden = keras.layers.Dense(5, activation="relu", name="hidden")
+    net = keras.Sequential(
+        [
+            keras.Input((NUM_FEATURES,)),
+            hidden,
+            keras.layers.Dense(NUM_ACTIONS, use_bias=False, name="output"),
+        ],
+        name="net",
+    )
+    model = kbp.wrap(net, policy=policy, seed=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    return model
+
+
+def _fit(model, monitor, epochs):
+    x, y = _data()
+    return model.fit(
+        x,
+        y,
+        batch_size=BATCH_SIZE,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[monitor],
+    )
+
+
+def _read_events(directory):
+    """Returns ({tag: {step: float}}, {tag: {step: [k, 3] array}})."""
+    paths = glob.glob(os.path.join(directory, "events.out.tfevents.*"))
+    assert paths, f"no event file in {directory}"
+    scalars = collections.defaultdict(dict)
+    histograms = collections.defaultdict(dict)
+    for path in sorted(paths):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin == "scalars":
+                    scalars[value.tag][event.step] = float(array)
+                else:
+                    assert plugin == "histograms", value.tag
+                    histograms[value.tag][event.step] = array
+    return scalars, histograms
+
+
+def test_epoch_logs_match_history(tmp_path):
+    model = _model(policy=policies.EpsilonGreedy(0.3))
+    x, y = _data()
+    monitor = BrainPropMonitor(tmp_path, probe_data=(x, y), probe_size=24)
+    history = _fit(model, monitor, epochs=2)
+    scalars, histograms = _read_events(tmp_path / "brainprop")
+
+    for key, name in [
+        ("reward", "reward"),
+        ("rpe", "rpe_mean"),
+        ("explore_rate", "explore_rate"),
+    ]:
+        assert sorted(scalars[f"epoch/{name}"]) == [0, 1]
+        np.testing.assert_allclose(
+            [scalars[f"epoch/{name}"][epoch] for epoch in (0, 1)],
+            history.history[key],
+            rtol=1e-6,
+        )
+    assert 0.0 < scalars["epoch/explore_rate"][1] < 1.0
+    for name in ["reward", "rpe_mean", "rpe_std", "explore_rate"]:
+        assert sorted(scalars[f"epoch/probe/{name}"]) == [0, 1]
+    assert scalars["epoch/probe/rpe_std"][1] > 0.0
+    for epoch in (0, 1):
+        frequencies = [
+            scalars[f"epoch/probe/action_frequency/{action}"][epoch]
+            for action in range(NUM_ACTIONS)
+        ]
+        assert sum(frequencies) == pytest.approx(1.0)
+        q_values = histograms["epoch/probe/q_values"][epoch]
+        assert q_values.shape == (30, 3)
+        assert q_values[:, 2].sum() == 24 * NUM_ACTIONS
+        actions = histograms["epoch/probe/actions"][epoch]
+        np.testing.assert_array_equal(actions[:, 0] + 0.5, range(NUM_ACTIONS))
+        np.testing.assert_allclose(actions[:, 2] / 24, frequencies, rtol=1e-6)
+        assert histograms["epoch/probe/rpe"][epoch][:, 2].sum() == 24
+    for layer in ["hidden", "output"]:
+        for epoch in (0, 1):
+            assert scalars[f"epoch/update_norm/{layer}"][epoch] > 0.0
+            assert scalars[f"epoch/relative_update_norm/{layer}"][epoch] > 0.0
+    assert not any(tag.startswith("batch/") for tag in scalars)
+
+
+def test_one_epoch_matches_independent_computation(tmp_path):
+    # A greedy policy makes the probe's actions known: argmax Q.
+    model = _model(policy="greedy")
+    x, y = _data()
+    probe_x, probe_y = x[:20], y[:20]
+    before = [w.numpy().copy() for w in model.network.trainable_weights]
+    monitor = BrainPropMonitor(
+        tmp_path, probe_data=(probe_x, probe_y), histogram_buckets=7
+    )
+    _fit(model, monitor, epochs=1)
+    after = [w.numpy() for w in model.network.trainable_weights]
+    scalars, histograms = _read_events(tmp_path / "brainprop")
+
+    # Update norms: hidden holds kernel and bias, output the kernel only.
+    layers = {"hidden": [0, 1], "output": [2]}
+    for layer, indices in layers.items():
+        change = np.sqrt(
+            sum(
+                np.sum((after[i].astype("float64") - before[i]) ** 2)
+                for i in indices
+            )
+        )
+        old = np.sqrt(
+            sum(np.sum(before[i].astype("float64") ** 2) for i in indices)
+        )
+        assert change > 0.0
+        np.testing.assert_allclose(
+            scalars[f"epoch/update_norm/{layer}"][0], change, rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            scalars[f"epoch/relative_update_norm/{layer}"][0],
+            change / old,
+            rtol=1e-4,
+        )
+
+    q_values = model.network(probe_x, training=False).numpy()
+    q_values = q_values.astype("float64")
+    actions = q_values.argmax(axis=1)
+    rewards = (actions == probe_y).astype("float64")
+    delta = rewards - q_values[np.arange(len(actions)), actions]
+    np.testing.assert_allclose(
+        scalars["epoch/probe/reward"][0], rewards.mean(), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        scalars["epoch/probe/rpe_mean"][0], delta.mean(), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        scalars["epoch/probe/rpe_std"][0], delta.std(), rtol=1e-5
+    )
+    assert scalars["epoch/probe/explore_rate"][0] == 0.0
+    for action in range(NUM_ACTIONS):
+        frequency = scalars[f"epoch/probe/action_frequency/{action}"][0]
+        assert frequency == pytest.approx(np.mean(actions == action))
+
+    q_histogram = histograms["epoch/probe/q_values"][0]
+    assert q_histogram.shape == (7, 3)
+    assert q_histogram[:, 2].sum() == q_values.size
+    np.testing.assert_allclose(
+        [q_histogram[0, 0], q_histogram[-1, 1]],
+        [q_values.min(), q_values.max()],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    expected_counts, _ = np.histogram(
+        q_values, bins=q_histogram[:, 0].tolist() + [q_histogram[-1, 1]]
+    )
+    np.testing.assert_array_equal(q_histogram[:, 2], expected_counts)
+
+
+def test_int_update_freq_and_dataset_probe(tmp_path):
+    model = _model(policy=policies.EpsilonGreedy(0.3))
+    x, y = _data()
+    probe = tf.data.Dataset.from_tensor_slices((x, y)).batch(10)
+    monitor = BrainPropMonitor(
+        str(tmp_path), probe_data=probe, probe_size=25, update_freq=2
+    )
+    history = _fit(model, monitor, epochs=2)
+    scalars, histograms = _read_events(tmp_path / "brainprop")
+
+    batch_steps = [2, 4, 6, 8]  # optimizer iterations, 4 batches per epoch
+    for tag in [
+        "batch/reward",
+        "batch/rpe_mean",
+        "batch/explore_rate",
+        "batch/probe/rpe_std",
+        "batch/update_norm/hidden",
+        "batch/relative_update_norm/output",
+    ]:
+        assert sorted(scalars[tag]) == batch_steps, tag
+    for tag in ["batch/probe/q_values", "batch/probe/actions"]:
+        assert sorted(histograms[tag]) == batch_steps, tag
+    assert sorted(scalars["epoch/reward"]) == [0, 1]
+    # The last batch of an epoch logs the epoch's running means.
+    np.testing.assert_allclose(
+        [scalars["batch/reward"][4], scalars["batch/reward"][8]],
+        history.history["reward"],
+        rtol=1e-6,
+    )
+    for step in batch_steps:
+        assert histograms["batch/probe/actions"][step][:, 2].sum() == 25
+        q_count = histograms["batch/probe/q_values"][step][:, 2].sum()
+        assert q_count == 25 * NUM_ACTIONS
+        assert scalars["batch/update_norm/hidden"][step] > 0.0
+    # The probe uses a fixed seed: the same network gives the same draws.
+    assert sorted(histograms["epoch/probe/actions"]) == [0, 1]
+    np.testing.assert_array_equal(
+        histograms["epoch/probe/actions"][1],
+        histograms["batch/probe/actions"][8],
+    )
+
+
+def test_without_probe_and_nested_layers(tmp_path):
+    model = _model(nested=True)
+    monitor = BrainPropMonitor(tmp_path, subdir="monitor")
+    _fit(model, monitor, epochs=1)
+    scalars, histograms = _read_events(tmp_path / "monitor")
+    assert set(scalars) == {
+        "epoch/reward",
+        "epoch/rpe_mean",
+        "epoch/explore_rate",
+        "epoch/update_norm/block/inner",
+        "epoch/update_norm/output",
+        "epoch/relative_update_norm/block/inner",
+        "epoch/relative_update_norm/output",
+    }
+    assert not histograms
+    assert scalars["epoch/update_norm/block/inner"][0] > 0.0
+
+
+def test_rejects_a_plain_keras_model(tmp_path):
+    keras.utils.set_random_seed(1)
+    net = keras.Sequential(
+        [keras.Input((NUM_FEATURES,)), keras.layers.Dense(3)]
+    )
+    net.compile(optimizer="sgd", loss="mse")
+    x, _ = _data()
+    with pytest.raises(ValueError, match="needs a BrainPropModel"):
+        net.fit(
+            x,
+            np.zeros((NUM_SAMPLES, 3)),
+            epochs=1,
+            verbose=0,
+            callbacks=[BrainPropMonitor(tmp_path)],
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"update_freq": 0}, "update_freq"),
+        ({"update_freq": "batch"}, "update_freq"),
+        ({"update_freq": 2.5}, "update_freq"),
+        ({"update_freq": True}, "update_freq"),
+        ({"probe_size": 0}, "probe_size"),
+        ({"histogram_buckets": -1}, "histogram_buckets"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": 2**31}, "seed"),
+        ({"subdir": ""}, "subdir"),
+        ({"log_dir": None}, "log_dir"),
+        ({"probe_data": "probe"}, "dtype string"),
+        ({"probe_data": (np.zeros((0, 4)), np.zeros(0))}, "at least one"),
+        ({"probe_data": (np.zeros((5, 4)), np.zeros(4))}, "same number"),
+        ({"probe_data": tf.data.Dataset.range(0)}, "empty dataset"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    # Arguments are checked before any file is written.
+    kwargs.setdefault("log_dir", "unused_logs")
+    with pytest.raises(ValueError, match=match):
+        BrainPropMonitor(**kwargs)
