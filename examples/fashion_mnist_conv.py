@@ -1,0 +1,57 @@
+r"""Fashion-MNIST, the paper's `conv` network, by BrainProp or EBP.
+
+Not in the paper: MNIST's drop-in replacement, and the full-size image set
+available offline here (Debian's dataset-fashion-mnist, found
+automatically). Same protocol as the paper's MNIST - conv run (99.31% (0.04)
+in 63 (18) epochs on MNIST). For BrainProp and EBP side by side see
+benchmarks/compare.py.
+
+Run (the paper's protocol: up to 500 epochs with early stopping):
+
+    python examples/fashion_mnist_conv.py --algorithm=brainprop --seeds=1,2,3
+    python examples/fashion_mnist_conv.py --algorithm=ebp --seeds=1,2,3
+
+Add `--epochs=N` for a shorter run, `--output_dir=DIR` for the history,
+weights, plots and summary, `--logdir=DIR` for TensorBoard.
+"""
+
+import _common
+import keras
+from absl import app
+
+import keras_brainprop
+from keras_brainprop import architectures
+
+
+def train(run):
+    """Builds and fits the `conv` network for one seed; returns the History.
+
+    `run` (an `experiment.SeedRun`) holds the seed's data, the paper's
+    hyper-parameters and callbacks.
+    """
+    brainprop = run.algorithm == "brainprop"
+    net = architectures.build(
+        "conv",
+        run.input_shape,
+        run.num_classes,
+        output_activation=None if brainprop else "softmax",
+    )
+    # BrainProp learns from reward alone: no loss, only the wrapped network.
+    model = keras_brainprop.wrap(net) if brainprop else net
+    model.compile(
+        optimizer=keras.optimizers.SGD(run.hparams.learning_rate),
+        loss=None if brainprop else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model.fit(
+        run.train,
+        validation_data=run.validation,
+        epochs=run.epochs,
+        callbacks=run.callbacks,
+        verbose=run.verbose,
+    )
+
+
+if __name__ == "__main__":
+    _common.define_flags()
+    app.run(_common.main("fashion_mnist", "conv", train))
