@@ -1,0 +1,351 @@
+"""Training speed and memory of LocallyConnected2D against Keras 2 and Conv2D.
+
+Times one training step (forward, backward and SGD(0.1) update of softmax
+cross-entropy, compiled with `tf.function`) of the paper's MNIST "loccon"
+network at batch 32:
+
+    Input 28x28x1 -> LC32 3x3 s1 'valid' -> ReLU -> BN -> LC32 3x3 s2 'valid'
+    -> ReLU -> BN -> Dropout .3 -> Flatten -> Dense 500 -> ReLU -> Dropout .3
+    -> Dense 10
+
+(no biases, normal(0, 0.005) initialisation) with each locally connected
+layer being, in turn: keras_brainprop's layer,
+`tf_keras.layers.LocallyConnected2D` with implementation 1, 2 or 3 (the
+whole network and its optimizer in tf_keras), and `keras.layers.Conv2D`
+(weight sharing, the speed to aim for). The step is the same hand-written
+GradientTape step in both frameworks, so `fit()`'s per-step bookkeeping,
+which differs between Keras 2 and 3, is left out.
+
+Time: all variants are built in this process and timed in interleaved
+rounds, so a busy machine slows them alike. Each variant first runs its
+steps once untimed (tracing, warm-up); then every round runs `--steps`
+steps per variant (`--slow_steps` for Keras 2's implementations 2 and 3,
+which take seconds per step). The table gives, per step, the median over
+`--repeats` rounds and the best round (the one least disturbed by other
+processes).
+
+Memory: each variant also runs alone in a fresh subprocess that builds it
+and trains `--memory_steps` steps. "peak RSS" is that process's maximum
+resident set size (VmHWM, TensorFlow runtime included); "training
+peak" is how far the maximum rose above the resident size measured just
+before training (activations, gradients, Keras 2's dense or sparse
+kernels, traced graphs).
+
+Run from the repository root (about 5 minutes on 2 cores):
+
+    /work/venv/bin/python benchmarks/locally_connected.py
+
+Add `--jit_compile` to compile the Keras 3 variants with XLA, or
+`--nomemory` to skip the memory subprocesses.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+_VARIANTS = (
+    "keras_brainprop",
+    "tf_keras_1",
+    "tf_keras_2",
+    "tf_keras_3",
+    "conv2d",
+)
+
+_SLOW_VARIANTS = ("tf_keras_2", "tf_keras_3")
+_NAMES = {
+    "keras_brainprop": "keras_brainprop LocallyConnected2D",
+    "tf_keras_1": "tf_keras LocallyConnected2D impl 1",
+    "tf_keras_2": "tf_keras LocallyConnected2D impl 2",
+    "tf_keras_3": "tf_keras LocallyConnected2D impl 3",
+    "conv2d": "keras Conv2D (shared weights)",
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 32, "Samples per training step.")
+flags.DEFINE_integer("steps", 10, "Training steps per timed round.")
+flags.DEFINE_integer(
+    "slow_steps", 3, "Steps per timed round for tf_keras impl 2 and 3."
+)
+flags.DEFINE_integer("repeats", 9, "Timed rounds.")
+flags.DEFINE_integer(
+    "memory_steps", 3, "Training steps of each memory subprocess."
+)
+flags.DEFINE_list("variants", list(_VARIANTS), "Variants to compare.")
+flags.DEFINE_bool(
+    "jit_compile", False, "Compile the Keras 3 variants with XLA."
+)
+flags.DEFINE_bool("memory", True, "Measure memory in subprocesses.")
+flags.DEFINE_enum(
+    "memory_variant",
+    None,
+    _VARIANTS,
+    "Internal: measure only this variant's memory and print it.",
+)
+
+
+def _status_megabytes(field):
+    """A memory field of /proc/self/status (Linux), in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"No {field} in /proc/self/status")
+
+
+def _resident_megabytes():
+    """Current resident set size of this process, in MiB."""
+    return _status_megabytes("VmRSS")
+
+
+def _peak_megabytes():
+    """Maximum resident set size of this process so far, in MiB.
+
+    VmHWM, not `ru_maxrss`: Linux carries `ru_maxrss` over `exec`, so a
+    subprocess would report its parent's peak.
+    """
+    return _status_megabytes("VmHWM")
+
+
+def _build_model(variant):
+    """The loccon network with `variant`'s locally connected layers."""
+    if variant.startswith("tf_keras"):
+        import tf_keras as framework
+
+        implementation = int(variant[-1])
+
+        def local_layer(strides):
+            return framework.layers.LocallyConnected2D(
+                32,
+                3,
+                strides=strides,
+                use_bias=False,
+                kernel_initializer=initializer,
+                implementation=implementation,
+            )
+
+    else:
+        import keras as framework
+
+        from keras_brainprop.layers import LocallyConnected2D
+
+        def local_layer(strides):
+            layer_class = (
+                LocallyConnected2D
+                if variant == "keras_brainprop"
+                else framework.layers.Conv2D
+            )
+            return layer_class(
+                32,
+                3,
+                strides=strides,
+                use_bias=False,
+                kernel_initializer=initializer,
+            )
+
+    layers = framework.layers
+    initializer = framework.initializers.RandomNormal(stddev=0.005, seed=1)
+    model = framework.Sequential(
+        [
+            layers.InputLayer(input_shape=(28, 28, 1))
+            if variant.startswith("tf_keras")
+            else framework.Input((28, 28, 1)),
+            local_layer(1),
+            layers.ReLU(),
+            layers.BatchNormalization(),
+            local_layer(2),
+            layers.ReLU(),
+            layers.BatchNormalization(),
+            layers.Dropout(0.3),
+            layers.Flatten(),
+            layers.Dense(500, use_bias=False, kernel_initializer=initializer),
+            layers.ReLU(),
+            layers.Dropout(0.3),
+            layers.Dense(10, use_bias=False, kernel_initializer=initializer),
+        ]
+    )
+    return model
+
+
+def _steps(variant):
+    return FLAGS.slow_steps if variant in _SLOW_VARIANTS else FLAGS.steps
+
+
+def _training_batches(steps):
+    """`steps` batches of random images and labels, as tensors."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    shape = (steps, FLAGS.batch_size, 28, 28, 1)
+    images = tf.constant(rng.random(shape, dtype=np.float32))
+    labels = tf.constant(rng.integers(0, 10, size=shape[:2]))
+    return images, labels
+
+
+def _training_step(variant, model):
+    """A compiled SGD(0.1) softmax cross-entropy step for `model`."""
+    import tensorflow as tf
+
+    if variant.startswith("tf_keras"):
+        import tf_keras as framework
+    else:
+        import keras as framework
+    optimizer = framework.optimizers.SGD(0.1)
+    loss_function = framework.losses.SparseCategoricalCrossentropy(
+        from_logits=True
+    )
+    variables = model.trainable_variables
+    jit_compile = FLAGS.jit_compile and not variant.startswith("tf_keras")
+
+    @tf.function(jit_compile=jit_compile)
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_function(labels, model(images, training=True))
+        gradients = tape.gradient(loss, variables)
+        if variant.startswith("tf_keras"):
+            optimizer.apply_gradients(zip(gradients, variables))
+        else:
+            optimizer.apply(gradients, variables)
+        return loss
+
+    return step
+
+
+def _train(step, batches, steps):
+    """Runs `steps` training steps; returns the seconds per step."""
+    images, labels = batches
+    start = time.perf_counter()
+    for index in range(steps):
+        loss = step(images[index], labels[index])
+    loss.numpy()  # Waits for the last step.
+    return (time.perf_counter() - start) / steps
+
+
+def _time_variants(variants):
+    """Median and best ms per step of each variant, in interleaved rounds."""
+    import numpy as np
+
+    batches = _training_batches(max(FLAGS.steps, FLAGS.slow_steps))
+    steps = {}
+    for variant in variants:
+        print(f"building and warming up {variant} ...", flush=True)
+        steps[variant] = _training_step(variant, _build_model(variant))
+        _train(steps[variant], batches, _steps(variant))
+    seconds = {variant: [] for variant in variants}
+    for round_index in range(FLAGS.repeats):
+        print(f"timed round {round_index + 1}/{FLAGS.repeats}", flush=True)
+        for variant in variants:
+            seconds[variant].append(
+                _train(steps[variant], batches, _steps(variant))
+            )
+    return {
+        variant: {
+            "median": 1000 * float(np.median(seconds[variant])),
+            "best": 1000 * float(np.min(seconds[variant])),
+        }
+        for variant in variants
+    }
+
+
+def _measure_memory(variant):
+    """Peak memory of building and training `variant` in this process."""
+    step = _training_step(variant, _build_model(variant))
+    batches = _training_batches(FLAGS.memory_steps)
+    resident_before_training = _resident_megabytes()
+    _train(step, batches, FLAGS.memory_steps)
+    peak = _peak_megabytes()
+    return {
+        "peak_mib": peak,
+        "training_peak_mib": peak - resident_before_training,
+    }
+
+
+def _memory_in_subprocess(variant):
+    """Runs `_measure_memory(variant)` in a fresh Python process."""
+    command = [
+        sys.executable,
+        __file__,
+        f"--memory_variant={variant}",
+        f"--batch_size={FLAGS.batch_size}",
+        f"--memory_steps={FLAGS.memory_steps}",
+        f"--jit_compile={FLAGS.jit_compile}",
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, check=False
+    )
+    for line in completed.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"Variant {variant} failed:\n{completed.stderr[-3000:]}")
+
+
+def _print_table(variants, timings, memory):
+    ours = timings["keras_brainprop"]
+    print(
+        f"\nloccon MNIST net, batch {FLAGS.batch_size}, CPU, "
+        f"{FLAGS.repeats} interleaved rounds, jit_compile="
+        f"{FLAGS.jit_compile} (Keras 3 variants)\n"
+    )
+    print(
+        "| locally connected layer | steps/round | ms/step (median) | "
+        "time / ours (median) | ms/step (best) | time / ours (best) | "
+        "peak RSS (MiB) | training peak (MiB) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for variant in variants:
+        timing = timings[variant]
+        peak, training_peak = "-", "-"
+        if variant in memory:
+            peak = f"{memory[variant]['peak_mib']:.0f}"
+            training_peak = f"{memory[variant]['training_peak_mib']:.0f}"
+        print(
+            f"| {_NAMES[variant]} | {_steps(variant)} | "
+            f"{timing['median']:.1f} | "
+            f"{timing['median'] / ours['median']:.2f} | "
+            f"{timing['best']:.1f} | {timing['best'] / ours['best']:.2f} | "
+            f"{peak} | {training_peak} |"
+        )
+    keras2 = [v for v in variants if v.startswith("tf_keras")]
+    if keras2:
+        fastest = min(keras2, key=lambda v: timings[v]["median"])
+        print(
+            f"\nMedian: ours is "
+            f"{timings[fastest]['median'] / ours['median']:.1f}x faster than "
+            f"the fastest Keras 2 variant ({_NAMES[fastest]}); target >= 5x."
+        )
+    if "conv2d" in variants:
+        print(
+            f"Median: ours takes "
+            f"{ours['median'] / timings['conv2d']['median']:.2f}x the time "
+            "of the Conv2D network; target <= 2x."
+        )
+
+
+def main(argv):
+    del argv  # Unused.
+    if FLAGS.memory_variant:
+        result = _measure_memory(FLAGS.memory_variant)
+        print("RESULT " + json.dumps(result))
+        return
+    unknown = sorted(set(FLAGS.variants) - set(_VARIANTS))
+    if unknown or "keras_brainprop" not in FLAGS.variants:
+        raise app.UsageError(
+            f"--variants must include keras_brainprop and be among "
+            f"{_VARIANTS}. Received: --variants={FLAGS.variants}"
+        )
+    variants = [variant for variant in _VARIANTS if variant in FLAGS.variants]
+    timings = _time_variants(variants)
+    memory = {}
+    if FLAGS.memory:
+        for variant in variants:
+            print(f"measuring memory of {variant} ...", flush=True)
+            memory[variant] = _memory_in_subprocess(variant)
+    _print_table(variants, timings, memory)
+
+
+if __name__ == "__main__":
+    app.run(main)
