@@ -1,42 +1,50 @@
 """Training speed and memory of LocallyConnected2D against Keras 2 and Conv2D.
 
-Times one training step (forward, backward and SGD(0.1) update of softmax
-cross-entropy, compiled with `tf.function`) of the paper's MNIST "loccon"
+Compares, as the locally connected layers of the paper's MNIST "loccon"
 network at batch 32:
 
     Input 28x28x1 -> LC32 3x3 s1 'valid' -> ReLU -> BN -> LC32 3x3 s2 'valid'
     -> ReLU -> BN -> Dropout .3 -> Flatten -> Dense 500 -> ReLU -> Dropout .3
     -> Dense 10
 
-(no biases, normal(0, 0.005) initialisation) with each locally connected
-layer being, in turn: keras_brainprop's layer,
-`tf_keras.layers.LocallyConnected2D` with implementation 1, 2 or 3 (the
-whole network and its optimizer in tf_keras), and `keras.layers.Conv2D`
-(weight sharing, the speed to aim for). The step is the same hand-written
-GradientTape step in both frameworks, so `fit()`'s per-step bookkeeping,
-which differs between Keras 2 and 3, is left out.
+(no biases, normal(0, 0.005) initialisation) keras_brainprop's layer,
+`tf_keras.layers.LocallyConnected2D` with implementation 1, 2 or 3 (all in
+tf_keras), and `keras.layers.Conv2D` (weight sharing, the speed to aim for).
+Two tables (`--tables`, both by default):
 
-Time: all variants are built in this process and timed in interleaved
-rounds, so a busy machine slows them alike. Each variant first runs its
-steps once untimed (tracing, warm-up); then every round runs `--steps`
-steps per variant (`--slow_steps` for Keras 2's implementations 2 and 3,
-which take seconds per step). The table gives, per step, the median over
-`--repeats` rounds and the best round (the one least disturbed by other
-processes).
+- "network": one training step of the whole network (forward, backward and
+  SGD(0.1) update of softmax cross-entropy, compiled with `tf.function`),
+  and its memory. The step is the same hand-written GradientTape step in
+  both frameworks, so `fit()`'s per-step bookkeeping, which differs between
+  Keras 2 and 3, is left out. The Dense 4608->500 layer weighs on every
+  variant's step, so this table understates the layers' own differences.
+- "layers": the locally connected layers alone, LC32 3x3 s1 on 28x28x1 ->
+  ReLU -> LC32 3x3 s2 on 26x26x32: forward and backward (gradients of the
+  summed outputs w.r.t. the inputs and both kernels, compiled with
+  `tf.function`, no optimizer).
 
-Memory: each variant also runs alone in a fresh subprocess that builds it
-and trains `--memory_steps` steps. "peak RSS" is that process's maximum
-resident set size (VmHWM, TensorFlow runtime included); "training
-peak" is how far the maximum rose above the resident size measured just
-before training (activations, gradients, Keras 2's dense or sparse
-kernels, traced graphs).
+Time: within a table, all variants are built in this process and timed in
+interleaved rounds, so a busy machine slows them alike. Each variant first
+runs its steps once untimed (tracing, warm-up); then every round runs
+`--steps` steps per variant (`--slow_steps` for Keras 2's implementations
+2 and 3, which take up to seconds per step). Each table gives, per step,
+the median over `--repeats` rounds and the best round (the one least
+disturbed by other processes), and the ratios to ours.
 
-Run from the repository root (about 5 minutes on 2 cores):
+Memory ("network" table only): each variant also runs alone in a fresh
+subprocess that builds it and trains `--memory_steps` steps. "peak RSS" is
+that process's maximum resident set size (VmHWM, TensorFlow runtime
+included); "training peak" is how far the maximum rose above the resident
+size measured just before training (activations, gradients, Keras 2's
+dense or sparse kernels, traced graphs).
+
+Run from the repository root (about 8 minutes on 2 busy cores):
 
     /work/venv/bin/python benchmarks/locally_connected.py
 
-Add `--jit_compile` to compile the Keras 3 variants with XLA, or
-`--nomemory` to skip the memory subprocesses.
+Add `--tables=layers` for the layers alone (about 2 minutes with
+`--repeats=5`), `--jit_compile` to compile the Keras 3 variants with XLA,
+or `--nomemory` to skip the memory subprocesses.
 """
 
 import json
@@ -56,6 +64,7 @@ _VARIANTS = (
 )
 
 _SLOW_VARIANTS = ("tf_keras_2", "tf_keras_3")
+_TABLES = ("network", "layers")
 _NAMES = {
     "keras_brainprop": "keras_brainprop LocallyConnected2D",
     "tf_keras_1": "tf_keras LocallyConnected2D impl 1",
@@ -75,6 +84,12 @@ flags.DEFINE_integer(
     "memory_steps", 3, "Training steps of each memory subprocess."
 )
 flags.DEFINE_list("variants", list(_VARIANTS), "Variants to compare.")
+flags.DEFINE_list(
+    "tables",
+    list(_TABLES),
+    "Tables to measure: 'network' (training step of the whole network, "
+    "and memory) and/or 'layers' (the locally connected layers alone).",
+)
 flags.DEFINE_bool(
     "jit_compile", False, "Compile the Keras 3 variants with XLA."
 )
@@ -110,12 +125,17 @@ def _peak_megabytes():
     return _status_megabytes("VmHWM")
 
 
-def _build_model(variant):
-    """The loccon network with `variant`'s locally connected layers."""
+def _local_layer_maker(variant):
+    """`variant`'s framework, its input layer and a locally connected maker.
+
+    The maker takes the strides and returns one of the network's locally
+    connected layers (32 filters, 3x3, 'valid', no bias).
+    """
     if variant.startswith("tf_keras"):
         import tf_keras as framework
 
         implementation = int(variant[-1])
+        input_layer = framework.layers.InputLayer(input_shape=(28, 28, 1))
 
         def local_layer(strides):
             return framework.layers.LocallyConnected2D(
@@ -123,7 +143,7 @@ def _build_model(variant):
                 3,
                 strides=strides,
                 use_bias=False,
-                kernel_initializer=initializer,
+                kernel_initializer=_initializer(framework),
                 implementation=implementation,
             )
 
@@ -131,6 +151,8 @@ def _build_model(variant):
         import keras as framework
 
         from keras_brainprop.layers import LocallyConnected2D
+
+        input_layer = framework.Input((28, 28, 1))
 
         def local_layer(strides):
             layer_class = (
@@ -143,16 +165,24 @@ def _build_model(variant):
                 3,
                 strides=strides,
                 use_bias=False,
-                kernel_initializer=initializer,
+                kernel_initializer=_initializer(framework),
             )
 
+    return framework, input_layer, local_layer
+
+
+def _initializer(framework):
+    return framework.initializers.RandomNormal(stddev=0.005, seed=1)
+
+
+def _build_model(variant):
+    """The loccon network with `variant`'s locally connected layers."""
+    framework, input_layer, local_layer = _local_layer_maker(variant)
     layers = framework.layers
-    initializer = framework.initializers.RandomNormal(stddev=0.005, seed=1)
+    initializer = _initializer(framework)
     model = framework.Sequential(
         [
-            layers.InputLayer(input_shape=(28, 28, 1))
-            if variant.startswith("tf_keras")
-            else framework.Input((28, 28, 1)),
+            input_layer,
             local_layer(1),
             layers.ReLU(),
             layers.BatchNormalization(),
@@ -168,6 +198,14 @@ def _build_model(variant):
         ]
     )
     return model
+
+
+def _build_local_layers(variant):
+    """Only the network's two locally connected layers and the ReLU between."""
+    framework, input_layer, local_layer = _local_layer_maker(variant)
+    return framework.Sequential(
+        [input_layer, local_layer(1), framework.layers.ReLU(), local_layer(2)]
+    )
 
 
 def _steps(variant):
@@ -215,8 +253,31 @@ def _training_step(variant, model):
     return step
 
 
+def _gradient_step(variant, model):
+    """A compiled forward and backward pass of `model`, without update.
+
+    Gradients of the summed outputs w.r.t. the inputs and the kernels.
+    """
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    jit_compile = FLAGS.jit_compile and not variant.startswith("tf_keras")
+
+    @tf.function(jit_compile=jit_compile)
+    def step(images, labels):
+        del labels  # Unused; the signature is the training step's.
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = model(images, training=True)
+        gradients = tape.gradient(outputs, [images, *variables])
+        # Returned so that tf.function does not prune the backward pass.
+        return tf.add_n([tf.reduce_sum(gradient) for gradient in gradients])
+
+    return step
+
+
 def _train(step, batches, steps):
-    """Runs `steps` training steps; returns the seconds per step."""
+    """Runs `steps` steps; returns the seconds per step."""
     images, labels = batches
     start = time.perf_counter()
     for index in range(steps):
@@ -225,15 +286,18 @@ def _train(step, batches, steps):
     return (time.perf_counter() - start) / steps
 
 
-def _time_variants(variants):
-    """Median and best ms per step of each variant, in interleaved rounds."""
+def _time_variants(variants, make_step):
+    """Median and best ms per step of each variant, in interleaved rounds.
+
+    `make_step(variant)` builds the variant and returns its compiled step.
+    """
     import numpy as np
 
     batches = _training_batches(max(FLAGS.steps, FLAGS.slow_steps))
     steps = {}
     for variant in variants:
         print(f"building and warming up {variant} ...", flush=True)
-        steps[variant] = _training_step(variant, _build_model(variant))
+        steps[variant] = make_step(variant)
         _train(steps[variant], batches, _steps(variant))
     seconds = {variant: [] for variant in variants}
     for round_index in range(FLAGS.repeats):
@@ -283,31 +347,39 @@ def _memory_in_subprocess(variant):
     raise RuntimeError(f"Variant {variant} failed:\n{completed.stderr[-3000:]}")
 
 
-def _print_table(variants, timings, memory):
+def _print_table(title, variants, timings, memory=None):
+    """A markdown table of `timings`; memory columns if `memory` is given."""
     ours = timings["keras_brainprop"]
     print(
-        f"\nloccon MNIST net, batch {FLAGS.batch_size}, CPU, "
+        f"\n{title}, batch {FLAGS.batch_size}, CPU, "
         f"{FLAGS.repeats} interleaved rounds, jit_compile="
         f"{FLAGS.jit_compile} (Keras 3 variants)\n"
     )
+    memory_header = " peak RSS (MiB) | training peak (MiB) |"
     print(
         "| locally connected layer | steps/round | ms/step (median) | "
-        "time / ours (median) | ms/step (best) | time / ours (best) | "
-        "peak RSS (MiB) | training peak (MiB) |"
+        "time / ours (median) | ms/step (best) | time / ours (best) |"
+        + (memory_header if memory is not None else "")
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| --- | ---: | ---: | ---: | ---: | ---: |"
+        + (" ---: | ---: |" if memory is not None else "")
+    )
     for variant in variants:
         timing = timings[variant]
-        peak, training_peak = "-", "-"
-        if variant in memory:
-            peak = f"{memory[variant]['peak_mib']:.0f}"
-            training_peak = f"{memory[variant]['training_peak_mib']:.0f}"
+        memory_cells = ""
+        if memory is not None:
+            peak, training_peak = "-", "-"
+            if variant in memory:
+                peak = f"{memory[variant]['peak_mib']:.0f}"
+                training_peak = f"{memory[variant]['training_peak_mib']:.0f}"
+            memory_cells = f" {peak} | {training_peak} |"
         print(
             f"| {_NAMES[variant]} | {_steps(variant)} | "
             f"{timing['median']:.1f} | "
             f"{timing['median'] / ours['median']:.2f} | "
-            f"{timing['best']:.1f} | {timing['best'] / ours['best']:.2f} | "
-            f"{peak} | {training_peak} |"
+            f"{timing['best']:.1f} | {timing['best'] / ours['best']:.2f} |"
+            + memory_cells
         )
     keras2 = [v for v in variants if v.startswith("tf_keras")]
     if keras2:
@@ -321,7 +393,7 @@ def _print_table(variants, timings, memory):
         print(
             f"Median: ours takes "
             f"{ours['median'] / timings['conv2d']['median']:.2f}x the time "
-            "of the Conv2D network; target <= 2x."
+            "of the Conv2D variant; target <= 2x."
         )
 
 
@@ -337,14 +409,43 @@ def main(argv):
             f"--variants must include keras_brainprop and be among "
             f"{_VARIANTS}. Received: --variants={FLAGS.variants}"
         )
+    unknown = sorted(set(FLAGS.tables) - set(_TABLES))
+    if unknown or not FLAGS.tables:
+        raise app.UsageError(
+            f"--tables must be among {_TABLES}. Received: "
+            f"--tables={FLAGS.tables}"
+        )
     variants = [variant for variant in _VARIANTS if variant in FLAGS.variants]
-    timings = _time_variants(variants)
+    timings = {}
+    if "network" in FLAGS.tables:
+        print("== whole network: training steps ==", flush=True)
+        timings["network"] = _time_variants(
+            variants, lambda v: _training_step(v, _build_model(v))
+        )
+    if "layers" in FLAGS.tables:
+        print("== locally connected layers alone ==", flush=True)
+        timings["layers"] = _time_variants(
+            variants, lambda v: _gradient_step(v, _build_local_layers(v))
+        )
     memory = {}
-    if FLAGS.memory:
+    if "network" in FLAGS.tables and FLAGS.memory:
         for variant in variants:
             print(f"measuring memory of {variant} ...", flush=True)
             memory[variant] = _memory_in_subprocess(variant)
-    _print_table(variants, timings, memory)
+    if "network" in timings:
+        _print_table(
+            "Whole loccon MNIST network, one training step",
+            variants,
+            timings["network"],
+            memory,
+        )
+    if "layers" in timings:
+        _print_table(
+            "Locally connected layers alone (LC -> ReLU -> LC), "
+            "forward + backward",
+            variants,
+            timings["layers"],
+        )
 
 
 if __name__ == "__main__":
