@@ -71,6 +71,81 @@ def _replica_id():
     return tf.cast(context.replica_id_in_sync_group, "int32")
 
 
+def _finite_inputs(x):
+    # One NaN or Inf input turns every weight into NaN in a single step:
+    # stop before the update instead. One cheap pass over the batch.
+    def check(value):
+        if isinstance(value, tf.Tensor) and value.dtype.is_floating:
+            return tf.debugging.check_numerics(
+                value,
+                "Training inputs must be finite; a NaN or Inf input would "
+                "make every weight NaN. Received: inputs with NaN or Inf",
+            )
+        return value
+
+    return tf.nest.map_structure(check, x)
+
+
+def _static_num_actions(network):
+    # Known before the first call for Sequential and functional networks.
+    try:
+        outputs = network.outputs
+    except (AttributeError, ValueError):
+        return None
+    if outputs and len(outputs) == 1 and len(outputs[0].shape) == 2:
+        return outputs[0].shape[-1]
+    return None
+
+
+def _after_checks(value):
+    return tf.identity(value) if isinstance(value, tf.Tensor) else value
+
+
+def _describe_data(x):
+    if isinstance(x, tf.data.Dataset):
+        cardinality = int(x.cardinality())
+        if cardinality < 0:
+            return "x=<tf.data.Dataset of unknown size>"
+        return f"x=<tf.data.Dataset of {cardinality} batches>"
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return f"x with shape {tuple(shape)}"
+    return f"x of type {type(x).__name__}"
+
+
+class _NoDataCheck(keras.callbacks.Callback):
+    """Makes fit() raise when an epoch runs no training step (empty data);
+    Keras 3 only warns and returns."""
+
+    def __init__(self, description):
+        super().__init__()
+        self.description = description
+        self.steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.steps == 0:
+            raise ValueError(
+                f"fit() got no training data: epoch {epoch + 1} ran no "
+                "training step. The dataset or arrays are empty (or were "
+                f"filtered to nothing). Received: {self.description}"
+            )
+
+
+def _step_logs(logs):
+    # Across workers Keras 3 all-reduces every log of every step over axis
+    # 0 (keras-team/keras#20585), which scalars lack, one collective each:
+    # log the loss alone; the epoch's logs are read from the metrics.
+    if tf.distribute.get_strategy().extended._in_multi_worker_mode():
+        return {"loss": tf.reshape(logs["loss"], [1])}
+    return logs
+
+
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class BrainPropModel(keras.Model):
     """A Keras model that trains its network from reward with BrainProp.
@@ -204,7 +279,10 @@ class BrainPropModel(keras.Model):
 
     def _rewards(self, y, actions, num_actions):
         rewards = self.reward(y, actions, num_actions)
-        return rewards_lib.check_rewards(rewards, tf.shape(actions)[0])
+        batch_size = actions.shape[0]  # Static when known: checked earlier.
+        if batch_size is None:
+            batch_size = tf.shape(actions)[0]
+        return rewards_lib.check_rewards(rewards, batch_size)
 
     def _prediction_error(self, q_values, actions, rewards, sample_weight):
         """Returns (mean 0.5 * delta**2 weighted Keras-style, delta)."""
@@ -227,8 +305,68 @@ class BrainPropModel(keras.Model):
         if y is not None and self._compile_metrics is not None:
             self._compile_metrics.update_state(y, q_values, sample_weight)
 
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        *args,
+        **kwargs,
+    ):
+        """Trains the network from reward; arguments as `keras.Model.fit`.
+
+        Unlike Keras, raises `ValueError` when an epoch gets no training
+        data (an empty dataset), before any weight changes.
+        """
+        if not isinstance(callbacks, keras.callbacks.CallbackList):
+            # First, so that it stops fit() before other callbacks act.
+            callbacks = [_NoDataCheck(_describe_data(x)), *(callbacks or [])]
+        return super().fit(
+            x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs
+        )
+
+    def _random_states(self):
+        # Seed-generator states: the exploration seed and the counters of
+        # dropout and other random layers. Keras saves weights only.
+        weights = {id(weight) for weight in self.weights}
+        return [v for v in self.variables if id(v) not in weights]
+
+    def save_own_variables(self, store):
+        # Saved with the weights so that a reloaded or restored model draws
+        # the same dropout masks and exploration as the original would.
+        super().save_own_variables(store)
+        for i, state in enumerate(self._random_states()):
+            store[f"random_state_{i}"] = state
+
+    def load_own_variables(self, store):
+        states = self._random_states()
+        saved = [key for key in store.keys() if key.startswith("random_")]
+        if saved and len(saved) != len(states):
+            raise ValueError(
+                f"The saved model has {len(saved)} random-number states but "
+                f"this one has {len(states)}: the networks differ. Received: "
+                f"{sorted(saved)}"
+            )
+        for i, state in enumerate(states if saved else []):
+            state.assign(store[f"random_state_{i}"])
+        # Files written before random states were saved have none.
+        super().load_own_variables(
+            {k: store[k] for k in store.keys() if not k.startswith("random_")}
+        )
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = _finite_inputs(x)
+        num_actions = _static_num_actions(self.network)
+        if num_actions is not None:
+            # Bad targets stop the step before the forward pass, which
+            # would update batch-norm statistics.
+            checks = self.reward.check_targets(y, num_actions)
+            with tf.control_dependencies(checks):
+                x = tf.nest.map_structure(_after_checks, x)
         with tf.GradientTape() as tape:
             q_values = self(x, training=True)
             num_actions = q_values.shape[-1]
@@ -248,13 +386,16 @@ class BrainPropModel(keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
+        # The reward checks (inside `loss`) also guard the optimizer's step
+        # counter, which does not depend on the gradients.
+        with tf.control_dependencies([loss]):
+            self.optimizer.apply(gradients, self.trainable_variables)
 
         greedy = tf.argmax(q_values, axis=-1, output_type="int32")
         explored = tf.cast(tf.not_equal(actions, greedy), "float32")
         self.explore_rate_tracker.update_state(explored)
         self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
-        return self.get_metrics_result()
+        return _step_logs(self.get_metrics_result())
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -269,7 +410,35 @@ class BrainPropModel(keras.Model):
         self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
         logs = self.get_metrics_result()
         logs.pop("explore_rate", None)  # Evaluation is greedy.
-        return logs
+        return _step_logs(logs)
+
+    def _get_metrics_result_or_logs(self, logs):
+        # Keras reads the final logs from the metrics' variables, summed
+        # over all replicas, only if the step logs name every metric; ours
+        # may name fewer (see test_step and _step_logs).
+        results = self.get_metrics_result()
+        if not isinstance(logs, dict) or not set(logs) <= set(results):
+            return logs
+        explored = tf.convert_to_tensor(self.explore_rate_tracker.count)
+        if "explore_rate" not in logs and not explored:
+            results.pop("explore_rate", None)  # Evaluation: greedy.
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 builds from the first distributed batch averaged over the
+        # replicas, which fails across workers (keras-team/keras#20585) and
+        # for a batch that does not split evenly. One replica's share has
+        # the shapes needed.
+        strategy = self._distribute_strategy
+        if iterator is not None and strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0],
+                    next(batches),
+                )
+                break
+            iterator = None
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self):
         return {

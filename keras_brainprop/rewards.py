@@ -21,34 +21,68 @@ import tensorflow as tf
 
 
 def _is_label_vector(y, num_actions):
+    """Whether `y` holds labels (else a table); a bool tensor if its rank
+    is unknown, as when Keras traces fit() after other target forms."""
+    if y.shape.rank is None:
+        shape = tf.shape(y)
+        one_per_sample = tf.equal(tf.size(y), shape[0])
+        return tf.logical_or(
+            tf.equal(tf.rank(y), 1),
+            tf.logical_and(tf.equal(tf.rank(y), 2), one_per_sample)
+            if num_actions != 1
+            else False,
+        )
     if y.shape.rank == 1:
         return True
     return y.shape.rank == 2 and y.shape[-1] == 1 and num_actions != 1
 
 
+def _passed(checks):
+    # A tensor that is ready once `checks` pass (for tf.cond branches).
+    with tf.control_dependencies(checks):
+        return tf.constant(True)
+
+
+def _assert_all(valid, message, value):
+    """Fails unless `valid` is all true, naming the first offending `value`.
+
+    Raises `tf.errors.InvalidArgumentError` at once in eager mode; in graph
+    mode returns the assertion ops, to run before anything that uses the
+    checked tensor. Either way the message ends with "Received: <value>".
+    """
+    valid = tf.reshape(valid, [-1])
+    value = tf.reshape(value, [-1])
+    # The first offending entry (argmax finds the first True), picked with
+    # fixed shapes so that this also compiles under XLA and never indexes
+    # out of range.
+    first_bad = tf.argmax(tf.cast(tf.logical_not(valid), "int32"))
+    picked = tf.equal(tf.range(tf.size(value, out_type=tf.int64)), first_bad)
+    received = tf.reduce_sum(tf.where(picked, value, tf.zeros_like(value)))
+    if tf.executing_eagerly():
+        if not bool(tf.reduce_all(valid)):
+            raise tf.errors.InvalidArgumentError(
+                None, None, f"{message} {received.numpy()}"
+            )
+        return []
+    return [tf.debugging.Assert(tf.reduce_all(valid), [message, received])]
+
+
 def _check_labels(labels, num_actions):
     checks = []
     if labels.dtype.is_floating:
-        checks.append(
-            tf.debugging.assert_equal(
-                labels,
-                tf.floor(labels),
-                message="Labels must be whole numbers (class indices); "
-                "received non-integer float labels.",
-            )
-        )
-    checks.append(
-        tf.debugging.assert_non_negative(
-            labels, message="Labels must be >= 0; received a negative label."
-        )
-    )
-    checks.append(
-        tf.debugging.assert_less(
+        checks += _assert_all(
+            tf.equal(labels, tf.floor(labels)),
+            "Labels must be whole numbers (class indices). Received: label",
             labels,
-            tf.cast(num_actions, labels.dtype),
-            message=f"Labels must be < the number of actions ({num_actions}) "
-            "(the width of the model's output); received a larger label.",
         )
+    checks += _assert_all(
+        labels >= 0, "Labels must be >= 0. Received: label", labels
+    )
+    checks += _assert_all(
+        labels < tf.cast(num_actions, labels.dtype),
+        f"Labels must be < {num_actions}, the number of actions (the width "
+        "of the model's output). Received: label",
+        labels,
     )
     return checks
 
@@ -74,6 +108,15 @@ class Reward:
 
     def __call__(self, y, actions, num_actions):
         raise NotImplementedError
+
+    def check_targets(self, y, num_actions):
+        """Checks the targets `y` alone, before the training step runs.
+
+        Raises at once in eager mode (and for static problems); in graph
+        mode returns the assertion ops, which the model runs before the
+        forward pass. The default checks nothing.
+        """
+        return []
 
     def get_config(self):
         return {}
@@ -101,7 +144,7 @@ class CorrectChoice(Reward):
     <tf.Tensor: ... numpy=array([1., 0.], dtype=float32)>
     """
 
-    def __call__(self, y, actions, num_actions):
+    def check_targets(self, y, num_actions):
         if y is None:
             raise ValueError(
                 "The reward `correct_choice` needs targets: pass `y` (labels "
@@ -109,22 +152,53 @@ class CorrectChoice(Reward):
                 "function that needs none. Received: y=None"
             )
         y = tf.convert_to_tensor(y)
-        actions = tf.cast(actions, "int32")
-        if _is_label_vector(y, num_actions):
-            labels = tf.reshape(y, [-1])
-            with tf.control_dependencies(_check_labels(labels, num_actions)):
-                labels = tf.cast(labels, "int32")
-            return tf.cast(tf.equal(labels, actions), "float32")
+
+        def check_labels():
+            return _check_labels(tf.reshape(y, [-1]), num_actions)
+
+        def check_table():
+            return _assert_all(
+                tf.logical_and(
+                    tf.equal(tf.rank(y), 2),
+                    tf.equal(tf.shape(y)[-1], num_actions),
+                ),
+                f"The reward table's width must equal the number of actions "
+                f"({num_actions}). Received: width",
+                tf.shape(y)[-1],
+            )
+
+        is_labels = _is_label_vector(y, num_actions)
+        if isinstance(is_labels, tf.Tensor):
+            return [
+                tf.cond(
+                    is_labels,
+                    lambda: _passed(check_labels()),
+                    lambda: _passed(check_table()),
+                )
+            ]
+        if is_labels:
+            return check_labels()
         _check_table_width(y, num_actions)
-        table = tf.cast(y, "float32")
-        width_check = tf.debugging.assert_equal(
-            tf.shape(table)[-1],
-            num_actions,
-            message=f"The reward table's width must equal the number of "
-            f"actions ({num_actions}).",
-        )
-        with tf.control_dependencies([width_check]):
+        return check_table()
+
+    def __call__(self, y, actions, num_actions):
+        checks = self.check_targets(y, num_actions)
+        y = tf.convert_to_tensor(y)
+        actions = tf.cast(actions, "int32")
+
+        def from_labels():
+            labels = tf.cast(tf.reshape(y, [-1]), "int32")
+            return tf.cast(tf.equal(labels, actions), "float32")
+
+        def from_table():
+            table = tf.reshape(tf.cast(y, "float32"), [-1, num_actions])
             return tf.gather(table, actions, batch_dims=1)
+
+        with tf.control_dependencies(checks):
+            is_labels = _is_label_vector(y, num_actions)
+            if isinstance(is_labels, tf.Tensor):
+                return tf.cond(is_labels, from_labels, from_table)
+            return from_labels() if is_labels else from_table()
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
@@ -173,7 +247,8 @@ def check_rewards(rewards, batch_size):
 
     Args:
         rewards: what the reward function returned.
-        batch_size: scalar int tensor, the number of samples in the batch.
+        batch_size: the number of samples in the batch, an int (checked
+            when tracing) or a scalar int tensor.
 
     Returns:
         The rewards as a float32 tensor of shape `[batch]`.
@@ -194,17 +269,31 @@ def check_rewards(rewards, batch_size):
             "The reward function must return one reward per sample, shape "
             f"[batch]. Received: rewards with shape {rewards.shape}"
         )
+    static_batch_size = tf.get_static_value(batch_size)
+    if (
+        not tf.executing_eagerly()
+        and static_batch_size is not None
+        and rewards.shape[0] is not None
+        and rewards.shape[0] != static_batch_size
+    ):
+        raise ValueError(
+            "The reward function must return one reward per sample, as many "
+            f"as the batch has samples ({static_batch_size}). Received: "
+            f"number of rewards {rewards.shape[0]}"
+        )
     rewards = tf.cast(rewards, "float32")
-    checks = [
-        tf.debugging.assert_equal(
-            tf.shape(rewards)[0],
-            tf.cast(batch_size, "int32"),
-            message="The reward function must return one reward per sample.",
-        ),
-        tf.debugging.assert_all_finite(
-            rewards, "The reward function returned NaN or Inf rewards."
-        ),
-    ]
+    batch_size = tf.cast(batch_size, "int32")
+    checks = _assert_all(
+        tf.equal(tf.shape(rewards)[0], batch_size),
+        "The reward function must return one reward per sample, as many as "
+        "the batch has samples. Received: number of rewards",
+        tf.shape(rewards)[0],
+    )
+    checks += _assert_all(
+        tf.math.is_finite(rewards),
+        "The reward function returned NaN or Inf. Received: reward",
+        rewards,
+    )
     with tf.control_dependencies(checks):
         return tf.identity(rewards)
 

@@ -1,0 +1,431 @@
+"""Exact resumption of interrupted training.
+
+`BackupAndRestore` backs up the whole training state with a crash-safe
+write, and resumes an interrupted `fit()` at the step it was backed up at, so
+that the resumed run ends where the uninterrupted run would have: the same
+weights, optimizer state, random-number states (exploration, dropout),
+metrics and history.
+
+Why not `keras.callbacks.BackupAndRestore` (Keras 3.15)? With `save_freq` in
+batches it restores the mid-epoch weights but restarts the epoch at its first
+batch, so those batches are trained twice; after a restart its mid-epoch
+backups record epoch 0 until an epoch ends, so a second interruption
+restarts training from epoch 0; it keeps neither the metrics of the
+interrupted epoch nor the history; and it overwrites its weights file in
+place, so an interruption during the write leaves a damaged file.
+"""
+
+import contextlib
+import glob
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+
+import keras
+import numpy as np
+
+_FORMAT = "keras_brainprop.resilience.BackupAndRestore/1"
+_BACKUP_FILE = "backup.npz"
+_TEMP_PREFIX = ".backup-"
+_TEMP_SUFFIX = ".npz.tmp"
+
+
+def _fsync_directory(path):
+    # Makes the rename itself durable (POSIX); not possible everywhere.
+    with contextlib.suppress(OSError, AttributeError):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def write_atomically(path, arrays):
+    """Writes `arrays` to the `.npz` file `path` all at once or not at all.
+
+    The data go to a temporary file in the same directory, are flushed to
+    disk, and the file is renamed over `path` (`os.replace`, atomic on POSIX
+    and Windows). A process killed at any moment leaves either the old file
+    or the new one, never a mix; at worst a stray temporary file, which
+    `BackupAndRestore` removes.
+
+    Args:
+        path: destination path.
+        arrays: dict of name to NumPy array, as for `np.savez`.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temp_path = tempfile.mkstemp(
+        prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp_path)
+        raise
+    _fsync_directory(directory)
+
+
+def read_backup(path):
+    """Reads and checks a backup written by `BackupAndRestore`.
+
+    Every array is read in full, so zip's CRC-32 check covers all of it.
+
+    Args:
+        path: the backup file, `<backup_dir>/backup.npz`.
+
+    Returns:
+        `(manifest, arrays)`: the manifest dict (epoch, batch, steps,
+        history, ...) and a dict of the saved variable values.
+
+    Raises:
+        ValueError: if the file is damaged or not such a backup.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            manifest = json.loads(str(data["manifest"]))
+            arrays = {k: data[k] for k in data.files if k != "manifest"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"The training backup {path} cannot be read: it is damaged or "
+            "was not written by keras_brainprop.resilience.BackupAndRestore. "
+            f"Delete it to train from the start. Received: {error!r}"
+        ) from error
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found != _FORMAT:
+        raise ValueError(
+            f"{path} is not a keras_brainprop training backup. Received: "
+            f"format={found!r}"
+        )
+    return manifest, arrays
+
+
+def _jsonable(logs):
+    # Keras hands callbacks Python floats; be safe with NumPy values too.
+    return {
+        key: value.tolist() if hasattr(value, "tolist") else value
+        for key, value in (logs or {}).items()
+    }
+
+
+def _all_finite(arrays):
+    return all(
+        np.isfinite(array).all()
+        for array in arrays
+        if np.issubdtype(array.dtype, np.floating)
+    )
+
+
+def _describe(variables):
+    return [tuple(v.shape) for v in variables]
+
+
+class BackupAndRestore(keras.callbacks.Callback):
+    """Backs up the training state and resumes an interrupted fit() exactly.
+
+    Every `save_freq` training steps (or once an epoch) the callback writes
+    one file, `<backup_dir>/backup.npz`, holding every variable of the model
+    (weights, batch-norm statistics, the seed-generator states that drive
+    exploration and dropout), of the optimizer (its step counter included)
+    and of the metrics, plus the epoch, the step within it and the history
+    so far. The write is atomic (temporary file, fsync, rename): a process
+    killed at any moment leaves the previous backup or the new one intact.
+
+    When `fit()` is called again with the same arguments and a backup
+    exists, the callback restores it and resumes in the epoch and at the
+    step it was made: the batches of that epoch that were already trained
+    are read from the data and skipped (their callbacks see the restored
+    metrics), then training continues. Because BrainProp's exploration is a
+    function of the seed and the optimizer's step counter, the resumed run
+    draws the same actions, and ends with the same weights, optimizer state,
+    random states, metrics and history (`fit()` returns the whole history)
+    as a run that was never interrupted.
+
+    This holds if the data replay the same batches in the same order:
+    arrays with `shuffle=False`; a `tf.data` pipeline that gives the same
+    order at every pass (no shuffle, or `reshuffle_each_iteration=False`);
+    or one endless, seeded stream, e.g. a shuffled dataset `.repeat()`-ed
+    and fit with `steps_per_epoch`, whose skipped batches are read again
+    from its start. A dataset that reshuffles at each pass, such as
+    `keras_brainprop.datasets.load(..., shuffle=True)` without `.repeat()`,
+    starts a resumed run with its first pass's order, so the run continues
+    correctly but not identically. Exactness also needs the same TensorFlow
+    op results (bit for bit with
+    `tf.config.experimental.enable_op_determinism()` on the same machine and
+    versions), `steps_per_execution=1`, one device, and no other callback
+    whose state matters (`EarlyStopping`'s patience counter and
+    `ReduceLROnPlateau`'s are not backed up).
+    A backup is never made of weights that are NaN or Inf: the last finite
+    state is kept.
+
+    Args:
+        backup_dir: directory of the backup; one per training run.
+        save_freq: `"epoch"` to back up after the last step of every epoch
+            (at the end of the epoch when its length is unknown), or an
+            integer `n` to back up after every `n` training steps, counted
+            over the whole run.
+        delete_checkpoint: whether to delete the backup when `fit()`
+            finishes (it is kept if the weights are then NaN or Inf).
+
+    Example:
+
+    >>> from keras_brainprop import resilience
+    >>> backup = resilience.BackupAndRestore("/tmp/run1", save_freq=100)
+    >>> model.fit(x, y, shuffle=False, epochs=20, callbacks=[backup])
+    >>> # Killed? Run the same lines again: it continues where it stopped.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError(
+                f"`backup_dir` must be a directory. Received: {backup_dir!r}"
+            )
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool)
+            or not isinstance(save_freq, int)
+            or save_freq < 1
+        ):
+            raise ValueError(
+                "`save_freq` must be 'epoch' or a positive number of steps. "
+                f"Received: save_freq={save_freq!r}"
+            )
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.delete_checkpoint = delete_checkpoint
+        self.path = os.path.join(self.backup_dir, _BACKUP_FILE)
+        # Where the last fit() resumed: the restored manifest, or None.
+        self.restored = None
+        self._reset_run_state()
+
+    def _reset_run_state(self):
+        self._epoch = 0
+        self._steps = 0
+        self._history = []
+        self._iterator = None
+        self._data_position = 0
+        self._discard = 0
+        self._to_replay = 0
+        self._replaying = False
+        self._saved_metrics = None
+        self._history_epochs_pending = []
+        self._warned_not_finite = False
+
+    def _variable_groups(self, with_metrics=True):
+        model = self.model
+        groups = {
+            "model": list(model.variables),
+            "optimizer": list(model.optimizer.variables),
+        }
+        if with_metrics:
+            groups["metrics"] = self._metric_variables()
+        return groups
+
+    def _metric_variables(self):
+        return [v for metric in self.model.metrics for v in metric.variables]
+
+    # Callback hooks.
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if model.steps_per_execution != 1:
+            raise ValueError(
+                "keras_brainprop.resilience.BackupAndRestore needs "
+                "compile(steps_per_execution=1). Received: "
+                f"steps_per_execution={model.steps_per_execution}"
+            )
+        self._reset_run_state()
+        self.restored = None
+        # Left over if an earlier fit() was interrupted after resuming.
+        model._initial_epoch = None
+        for stray in glob.glob(
+            os.path.join(self.backup_dir, f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}")
+        ):
+            # Left by a process killed while writing; never read.
+            with contextlib.suppress(OSError):
+                os.remove(stray)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        self._wrap_train_function()
+        if os.path.exists(self.path):
+            self._restore(*read_backup(self.path))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._fill_history_epochs()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._replaying:
+            return  # Trained before the interruption; already backed up.
+        self._steps += 1
+        if self.save_freq == "epoch":
+            if batch + 1 == self.params.get("steps"):
+                self._save(self._epoch, batch + 1)
+        elif self._steps % self.save_freq == 0:
+            self._save(self._epoch, batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._history.append([epoch, _jsonable(logs)])
+        if self.save_freq == "epoch" and not self.params.get("steps"):
+            # Epoch length unknown, so Keras starts the next epoch with a
+            # fresh pass over the data: back up between epochs.
+            self._save(epoch + 1, 0, data_position=0)
+
+    def on_train_end(self, logs=None):
+        self._fill_history_epochs()
+        model = self.model
+        train_function = model.train_function
+        model.train_function = getattr(
+            train_function, "_kbp_unwrapped", train_function
+        )
+        # Keras reads it at every fit() start; do not resume twice.
+        model._initial_epoch = None
+        if self.delete_checkpoint and os.path.exists(self.path):
+            if self._weights_finite():
+                os.remove(self.path)
+            else:
+                warnings.warn(
+                    f"Training ended with NaN or Inf weights; the backup "
+                    f"{self.path} of the last finite state is kept.",
+                    stacklevel=2,
+                )
+
+    # Replaying the interrupted epoch.
+
+    def _wrap_train_function(self):
+        model = self.model
+        original = getattr(
+            model.train_function, "_kbp_unwrapped", model.train_function
+        )
+
+        def train_function(iterator):
+            return self._train_or_replay(original, iterator)
+
+        train_function._kbp_unwrapped = original
+        model.train_function = train_function
+
+    def _train_or_replay(self, train_function, iterator):
+        if iterator is not self._iterator:
+            # A new pass over the data. The first one of a resumed run
+            # discards what the interrupted run read in earlier epochs
+            # from the same pass (one endless stream).
+            self._iterator = iterator
+            self._data_position = 0
+            for _ in range(self._discard):
+                next(iterator)
+            self._data_position = self._discard
+            self._discard = 0
+        self._data_position += 1
+        if self._to_replay == 0:
+            self._replaying = False
+            return train_function(iterator)
+        batch = next(iterator)
+        self._to_replay -= 1
+        self._replaying = True
+        if self._saved_metrics is not None:
+            self._restore_metrics(batch)
+        return self.model.get_metrics_result()
+
+    def _restore_metrics(self, batch):
+        saved = self._saved_metrics
+        self._saved_metrics = None
+        variables = self._metric_variables()
+        if len(variables) != len(saved):
+            # Compiled metrics create their variables on first use: one
+            # evaluation step (weights untouched) creates them.
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+            self.model.test_on_batch(x, y, sample_weight)
+            variables = self._metric_variables()
+        self._assign("metrics", variables, saved)
+
+    # Saving and restoring.
+
+    def _save(self, epoch, batch, data_position=None):
+        groups = self._variable_groups()
+        arrays = {}
+        for name, variables in groups.items():
+            for i, variable in enumerate(variables):
+                arrays[f"{name}_{i}"] = np.asarray(variable.numpy())
+        if not _all_finite(
+            arrays[f"model_{i}"] for i in range(len(groups["model"]))
+        ):
+            if not self._warned_not_finite:
+                warnings.warn(
+                    "The weights are NaN or Inf: not backing them up. "
+                    f"{self.path} keeps the last finite state.",
+                    stacklevel=2,
+                )
+                self._warned_not_finite = True
+            return
+        manifest = {
+            "format": _FORMAT,
+            "epoch": epoch,
+            "batch": batch,
+            "data_position": (
+                self._data_position if data_position is None else data_position
+            ),
+            "steps": self._steps,
+            "iterations": int(self.model.optimizer.iterations.numpy()),
+            "history": self._history,
+            "counts": {name: len(v) for name, v in groups.items()},
+            "keras_version": keras.__version__,
+        }
+        arrays["manifest"] = np.array(json.dumps(manifest))
+        write_atomically(self.path, arrays)
+
+    def _restore(self, manifest, arrays):
+        groups = self._variable_groups(with_metrics=False)
+        for name, variables in groups.items():
+            values = [
+                arrays[f"{name}_{i}"]
+                for i in range(manifest["counts"].get(name, 0))
+            ]
+            self._assign(name, variables, values)
+        self._epoch = manifest["epoch"]
+        self._steps = manifest["steps"]
+        self._history = [list(entry) for entry in manifest["history"]]
+        self._to_replay = manifest["batch"]
+        self._discard = manifest["data_position"] - manifest["batch"]
+        if manifest["batch"] > 0:
+            self._saved_metrics = [
+                arrays[f"metrics_{i}"]
+                for i in range(manifest["counts"]["metrics"])
+            ]
+        # Keras' own BackupAndRestore resumes through this attribute too.
+        self.model._initial_epoch = manifest["epoch"]
+        history = self.model.history
+        for _, epoch_logs in self._history:
+            for key, value in epoch_logs.items():
+                history.history.setdefault(key, []).append(value)
+        self._history_epochs_pending = [epoch for epoch, _ in self._history]
+        self.restored = manifest
+
+    def _fill_history_epochs(self):
+        # History.on_train_begin() empties its epoch list after we restored.
+        if self._history_epochs_pending:
+            self.model.history.epoch[:0] = self._history_epochs_pending
+            self._history_epochs_pending = []
+
+    def _assign(self, name, variables, values):
+        shapes = [tuple(np.shape(value)) for value in values]
+        if shapes != _describe(variables):
+            raise ValueError(
+                f"The backup in {self.backup_dir} was made by a different "
+                f"model, optimizer or metrics: its {name} variables have "
+                f"shapes {shapes}, this model's have {_describe(variables)}. "
+                "Use a new backup_dir for a new run."
+            )
+        for variable, value in zip(variables, values):
+            if value.dtype.kind == "V":  # bfloat16 comes back as raw bytes.
+                value = value.view(np.dtype(variable.dtype))
+            variable.assign(value)
+
+    def _weights_finite(self):
+        return _all_finite(np.asarray(w.numpy()) for w in self.model.weights)
