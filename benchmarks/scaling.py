@@ -83,50 +83,6 @@ NUM_REPLICAS = {"default": 1, "mirrored": 2, "multi_worker": 2}
 # The worker side: one process of one setup.
 
 
-def _backprop_class():
-    import keras
-    import tensorflow as tf
-
-    class Backprop(keras.Model):
-        """EBP: `network` trained by Keras' own train_step.
-
-        Keras 3.15's fit() fails across workers (keras-team/keras#20585);
-        this wrapper works around it the way BrainPropModel does, so both
-        run under the same strategy.
-        """
-
-        def __init__(self, network, **kwargs):
-            super().__init__(**kwargs)
-            self.network = network
-
-        def call(self, inputs, training=None):
-            return self.network(inputs, training=training)
-
-        def train_step(self, data):
-            logs = super().train_step(data)
-            if tf.distribute.get_strategy().extended._in_multi_worker_mode():
-                # Keras averages step logs over axis 0 across workers.
-                logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
-            return logs
-
-        def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-            # Build from one replica's share of the first batch.
-            strategy = self._distribute_strategy
-            if iterator is not None and strategy is not None:
-                for _, _, batches in iterator:
-                    data_batch = tf.nest.map_structure(
-                        lambda v: strategy.experimental_local_results(v)[0],
-                        next(batches),
-                    )
-                    break
-                iterator = None
-            super()._maybe_symbolic_build(
-                iterator=iterator, data_batch=data_batch
-            )
-
-    return Backprop
-
-
 def _make_strategy(setup, ports, worker_index):
     import tensorflow as tf
 
@@ -159,13 +115,14 @@ def _models(strategy, network_name):
 
     import keras_brainprop as kbp
     from keras_brainprop import architectures
+    from keras_brainprop.distribute import Backprop
 
     with strategy.scope():
         brainprop = kbp.wrap(
             architectures.build(network_name, INPUT_SHAPE, NUM_CLASSES)
         )
         brainprop.compile(optimizer=keras.optimizers.SGD(0.1))
-        ebp = _backprop_class()(
+        ebp = Backprop(
             architectures.build(
                 network_name,
                 INPUT_SHAPE,

@@ -15,15 +15,25 @@ Any dataset, network and number of seeds of the paper's protocol
     python -m keras_brainprop --dataset=fashion_mnist --architecture=conv \
         --seeds=1,2,3 --epochs=30 --output_dir=/tmp/fashion_conv
 
+Both train data-parallel under a `tf.distribute` strategy with
+`--strategy=mirrored` (every local GPU, or `--cpu_replicas=N` logical CPU
+devices) or `--strategy=multi_worker` (one process per machine, the cluster
+given by `TF_CONFIG`; only the chief, worker 0, writes `--output_dir` and
+`--logdir`), e.g.
+
+    python -m keras_brainprop --strategy=mirrored --cpu_replicas=2
+
 Flags: --dataset, --architecture, --algorithm (both, brainprop or ebp),
 --epochs, --seeds (comma-separated), --data_dir, --logdir (TensorBoard),
 --output_dir (history, weights, plots, summary), --verbose (1: Keras
-progress bars), and overrides --batch_size, --learning_rate, --patience,
+progress bars), --strategy (default, mirrored or multi_worker),
+--cpu_replicas, and overrides --batch_size, --learning_rate, --patience,
 --max_train_examples.
 """
 
 import time
 
+import tensorflow as tf
 from absl import app
 from absl import flags
 
@@ -38,6 +48,7 @@ experiment.define_flags(
     algorithms=("both", *experiment.ALGORITHMS),
     epochs=40,
     verbose=0,
+    strategy="default",
 )
 
 _LABELS = {"brainprop": "BrainProp", "ebp": "backprop (EBP)"}
@@ -75,26 +86,41 @@ def format_table(results):
 
 def main(argv):
     del argv  # Unused.
+    # Before any other TensorFlow op: it may split the CPU or join a cluster.
+    strategy = experiment.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
+    tf.get_logger().setLevel("WARNING")  # tf.distribute logs every reduce.
     start = time.perf_counter()
+    # Only the chief reports; the other workers train alongside it.
+    chief = experiment.is_chief(strategy)
     algorithms = (
         experiment.ALGORITHMS
         if FLAGS.algorithm == "both"
         else [FLAGS.algorithm]
     )
-    run_kwargs = experiment.run_kwargs()
-    print(
-        f"Training the {FLAGS.architecture!r} network on {FLAGS.dataset!r} "
-        f"with {', '.join(_LABELS[name] for name in algorithms)}; seeds "
-        f"{run_kwargs['seeds']}, at most {FLAGS.epochs or 500} epochs.",
-        flush=True,
-    )
     results = []
-    for algorithm in algorithms:
-        result = experiment.run(
-            FLAGS.dataset, FLAGS.architecture, algorithm, **run_kwargs
-        )
-        print(f"  {result.summary()}", flush=True)
-        results.append(result)
+    with experiment.chief_outputs(experiment.run_kwargs(), strategy) as kwargs:
+        if chief:
+            print(
+                f"Training the {FLAGS.architecture!r} network on "
+                f"{FLAGS.dataset!r} with "
+                f"{', '.join(_LABELS[name] for name in algorithms)}; seeds "
+                f"{kwargs['seeds']}, at most {FLAGS.epochs or 500} epochs, "
+                f"{strategy.num_replicas_in_sync} replica(s).",
+                flush=True,
+            )
+        for algorithm in algorithms:
+            result = experiment.run(
+                FLAGS.dataset,
+                FLAGS.architecture,
+                algorithm,
+                strategy=strategy,
+                **kwargs,
+            )
+            if chief:
+                print(f"  {result.summary()}", flush=True)
+            results.append(result)
+    if not chief:
+        return
     print()
     print(format_table(results))
     print(f"\nWall time: {time.perf_counter() - start:.1f} s")

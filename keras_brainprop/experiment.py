@@ -47,6 +47,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 import warnings
 
@@ -58,9 +60,12 @@ from absl import logging
 
 from keras_brainprop import architectures
 from keras_brainprop import datasets
+from keras_brainprop import distribute
 from keras_brainprop.model import wrap
 
 ALGORITHMS = ("brainprop", "ebp")
+# What `make_strategy` creates; the `--strategy` flag takes the first three.
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 # Batch size of validation and test passes: larger batches evaluate faster
 # and give the same numbers (no layer depends on the batch at inference).
@@ -203,13 +208,16 @@ def compile_model(net, algorithm, learning_rate=0.1, seed=None):
         net: A network from `architectures.build`, with a linear output
             for BrainProp and a softmax output for EBP.
         algorithm: "brainprop" wraps `net` in a `BrainPropModel` (reward,
-            no loss); "ebp" compiles `net` itself with the cross-entropy.
+            no loss); "ebp" compiles `net` itself with the cross-entropy,
+            or, inside a `tf.distribute` strategy's scope, `net` wrapped in
+            a `distribute.Backprop` model.
         learning_rate: SGD learning rate (no momentum, as in the paper).
         seed: Exploration seed of BrainProp; ignored by EBP.
 
     Returns:
-        The compiled model to `fit`: a `BrainPropModel` sharing `net`'s
-        weights, or `net`. Both log "accuracy".
+        The compiled model to `fit`: a `BrainPropModel` or a
+        `distribute.Backprop` sharing `net`'s weights, or `net`. All log
+        "accuracy".
 
     Example:
 
@@ -221,12 +229,13 @@ def compile_model(net, algorithm, learning_rate=0.1, seed=None):
         model = wrap(net, seed=seed)
         model.compile(optimizer=optimizer, metrics=["accuracy"])
         return model
-    net.compile(
+    model = distribute.Backprop(net) if tf.distribute.has_strategy() else net
+    model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return net
+    return model
 
 
 class EpochLearningRate(keras.callbacks.Callback):
@@ -742,6 +751,10 @@ def train(seed_run):
 
     >>> run("digits", "mlp", train_fn=train)  # The same as without it.
     """
+    train_data, validation_data = seed_run.train, seed_run.validation
+    if tf.distribute.has_strategy():
+        train_data = _shard_by_example(train_data)
+        validation_data = _shard_by_example(validation_data)
     net = architectures.build(
         seed_run.architecture,
         seed_run.input_shape,
@@ -752,14 +765,25 @@ def train(seed_run):
         net, seed_run.algorithm, seed_run.hparams.learning_rate, seed_run.seed
     )
     return model.fit(
-        seed_run.train,
-        validation_data=seed_run.validation,
+        train_data,
+        validation_data=validation_data,
         epochs=seed_run.epochs,
         callbacks=seed_run.callbacks,
         verbose=seed_run.verbose,
         # The dataset reshuffles itself; Keras warns about shuffle=True.
         shuffle=False,
     )
+
+
+def _shard_by_example(dataset):
+    # In-memory data has no files to split between workers: each worker
+    # takes its replicas' shares of every global batch (what AUTO falls
+    # back to, with a warning).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options)
 
 
 def run(
@@ -907,6 +931,112 @@ def run(
     return result
 
 
+def make_strategy(name, cpu_replicas=0, tpu="local"):
+    """Creates a `tf.distribute` strategy to pass to `run`.
+
+    Call it before TensorFlow runs anything: splitting the CPU and
+    joining a cluster are only possible then.
+
+    Args:
+        name: "default" (one device), "mirrored" (every local GPU),
+            "multi_worker" (one process per machine, the cluster given by
+            `TF_CONFIG`) or "tpu".
+        cpu_replicas: If > 0, "mirrored" splits the CPU into this many
+            logical devices and uses them as the replicas.
+        tpu: The TPU of "tpu", as `TPUClusterResolver` takes it.
+
+    Returns:
+        A `tf.distribute.Strategy`.
+
+    Raises:
+        ValueError: For an unknown `name` or a negative `cpu_replicas`.
+
+    Example:
+
+    >>> strategy = make_strategy("mirrored", cpu_replicas=2)
+    >>> run("digits", "mlp", "ebp", epochs=5, strategy=strategy)
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"`name` must be one of {STRATEGIES}. Received: name={name!r}"
+        )
+    if cpu_replicas < 0:
+        raise ValueError(
+            "`cpu_replicas` must be >= 0. "
+            f"Received: cpu_replicas={cpu_replicas!r}"
+        )
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = None
+        if cpu_replicas:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
+            )
+            devices = [f"/cpu:{index}" for index in range(cpu_replicas)]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy):
+    """Whether this process keeps the outputs of a run under `strategy`.
+
+    True without a cluster; in one, for the "chief" task or, when there is
+    none, worker 0 (as `TF_CONFIG` names them).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and not has_chief
+    )
+
+
+@contextlib.contextmanager
+def chief_outputs(kwargs, strategy):
+    """Yields `run` kwargs that write files on the chief only.
+
+    Every worker runs every callback (they take part in collective ops),
+    so the others write their `output_dir` and `logdir` to a temporary
+    directory, deleted on exit, and train silently.
+
+    Args:
+        kwargs: Keyword arguments of `run`, e.g. from `run_kwargs`.
+        strategy: The `tf.distribute.Strategy` of the run.
+
+    Yields:
+        `kwargs` on the chief, else a copy redirected as above.
+
+    Example:
+
+    >>> with chief_outputs(run_kwargs(), strategy) as kwargs:
+    ...     result = run("digits", "mlp", strategy=strategy, **kwargs)
+    """
+    if is_chief(strategy):
+        yield kwargs
+        return
+    scratch = tempfile.mkdtemp(prefix="kbp_worker_")
+    kwargs = dict(kwargs, verbose=0)
+    for key in ("output_dir", "logdir"):
+        if kwargs.get(key):
+            kwargs[key] = os.path.join(scratch, key)
+    try:
+        yield kwargs
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _parse_seeds(values):
     try:
         return [int(value) for value in values]
@@ -923,6 +1053,8 @@ def define_flags(
     epochs=None,
     seeds="0",
     verbose=1,
+    strategy=None,
+    strategies=STRATEGIES[:3],
     flag_values=flags.FLAGS,
 ):
     """Defines the absl flags shared by the CLI, examples and benchmarks.
@@ -931,7 +1063,9 @@ def define_flags(
     `--data_dir`, `--logdir`, `--output_dir`, `--batch_size`,
     `--learning_rate`, `--patience`, `--max_train_examples` and
     `--verbose`; `--algorithm`, `--dataset` and `--architecture` when a
-    default is given for them. Read them back with `run_kwargs`.
+    default is given for them; `--strategy` and `--cpu_replicas` when
+    `strategy` is given. Read them back with `run_kwargs` and
+    `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
 
     Args:
         dataset: Default of `--dataset`, or None for no such flag.
@@ -941,6 +1075,8 @@ def define_flags(
         epochs: Default of `--epochs` (None: the paper's 500).
         seeds: Default of `--seeds`, a comma-separated string.
         verbose: Default of `--verbose`.
+        strategy: Default of `--strategy`, or None for no such flag.
+        strategies: The values `--strategy` accepts (`STRATEGIES`).
         flag_values: The `absl.flags.FlagValues` to define them in.
 
     Example:
@@ -970,6 +1106,24 @@ def define_flags(
             algorithms,
             "brainprop: learn from reward; ebp: error backpropagation of "
             "the cross-entropy (the paper's baseline).",
+            flag_values=flag_values,
+        )
+    if strategy is not None:
+        flags.DEFINE_enum(
+            "strategy",
+            strategy,
+            strategies,
+            "The tf.distribute strategy to train under (see "
+            "experiment.make_strategy); --batch_size stays the global "
+            "batch.",
+            flag_values=flag_values,
+        )
+        flags.DEFINE_integer(
+            "cpu_replicas",
+            0,
+            "mirrored only: if > 0, split the CPU into this many logical "
+            "devices and use them as the replicas instead of the GPUs.",
+            lower_bound=0,
             flag_values=flag_values,
         )
     flags.DEFINE_integer(

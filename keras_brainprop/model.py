@@ -5,6 +5,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from keras_brainprop import distribute
 from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
 
@@ -137,17 +138,8 @@ class _NoDataCheck(keras.callbacks.Callback):
             )
 
 
-def _step_logs(logs):
-    # Across workers Keras 3 all-reduces every log of every step over axis
-    # 0 (keras-team/keras#20585), which scalars lack, one collective each:
-    # log the loss alone; the epoch's logs are read from the metrics.
-    if tf.distribute.get_strategy().extended._in_multi_worker_mode():
-        return {"loss": tf.reshape(logs["loss"], [1])}
-    return logs
-
-
 @keras.saving.register_keras_serializable(package="keras_brainprop")
-class BrainPropModel(keras.Model):
+class BrainPropModel(distribute.ReplicaSafeModel):
     """A Keras model that trains its network from reward with BrainProp.
 
     For each training sample the network outputs Q-values, one per action
@@ -395,7 +387,8 @@ class BrainPropModel(keras.Model):
         explored = tf.cast(tf.not_equal(actions, greedy), "float32")
         self.explore_rate_tracker.update_state(explored)
         self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
-        return _step_logs(self.get_metrics_result())
+        # Across workers each step log costs a collective: keep the loss.
+        return distribute.step_logs(self.get_metrics_result(), keep=["loss"])
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -410,12 +403,12 @@ class BrainPropModel(keras.Model):
         self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
         logs = self.get_metrics_result()
         logs.pop("explore_rate", None)  # Evaluation is greedy.
-        return _step_logs(logs)
+        return distribute.step_logs(logs, keep=["loss"])
 
     def _get_metrics_result_or_logs(self, logs):
         # Keras reads the final logs from the metrics' variables, summed
         # over all replicas, only if the step logs name every metric; ours
-        # may name fewer (see test_step and _step_logs).
+        # may name fewer (see test_step and distribute.step_logs).
         results = self.get_metrics_result()
         if not isinstance(logs, dict) or not set(logs) <= set(results):
             return logs
@@ -423,22 +416,6 @@ class BrainPropModel(keras.Model):
         if "explore_rate" not in logs and not explored:
             results.pop("explore_rate", None)  # Evaluation: greedy.
         return results
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3 builds from the first distributed batch averaged over the
-        # replicas, which fails across workers (keras-team/keras#20585) and
-        # for a batch that does not split evenly. One replica's share has
-        # the shapes needed.
-        strategy = self._distribute_strategy
-        if iterator is not None and strategy is not None:
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda value: strategy.experimental_local_results(value)[0],
-                    next(batches),
-                )
-                break
-            iterator = None
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self):
         return {

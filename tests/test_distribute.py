@@ -310,3 +310,27 @@ def test_multi_worker_metrics_aggregate_over_workers(runs):
     )
     assert "explore_rate" not in expected
     _assert_logs_close(first["greedy_evaluate"], expected, tolerance=1e-5)
+
+
+def test_backprop_wrapper_trains_saves_and_loads(tmp_path):
+    import keras
+    import numpy as np
+
+    from keras_brainprop.distribute import Backprop
+
+    network = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")]
+    )
+    model = Backprop(network)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    y = np.arange(16) % 3
+    before = network.get_weights()[0].copy()
+    model.fit(x, y, batch_size=8, verbose=0)
+    assert not np.allclose(before, network.get_weights()[0])
+    model.save(tmp_path / "backprop.keras")
+    reloaded = keras.models.load_model(tmp_path / "backprop.keras")
+    assert isinstance(reloaded, Backprop)
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )

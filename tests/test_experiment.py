@@ -212,6 +212,50 @@ def test_bad_arguments():
         experiment.run("digits", "mlp", seeds=[])
 
 
+def test_make_strategy_and_strategy_flags():
+    import tensorflow as tf
+
+    strategy = experiment.make_strategy("default")
+    assert strategy is tf.distribute.get_strategy()
+    assert experiment.is_chief(strategy)
+    with pytest.raises(ValueError, match="name='parameter_server'"):
+        experiment.make_strategy("parameter_server")
+    with pytest.raises(ValueError, match="cpu_replicas=-1"):
+        experiment.make_strategy("mirrored", cpu_replicas=-1)
+    flag_values = flags.FlagValues()
+    experiment.define_flags(strategy="default", flag_values=flag_values)
+    flag_values(["prog", "--strategy=mirrored", "--cpu_replicas=2"])
+    assert (flag_values.strategy, flag_values.cpu_replicas) == ("mirrored", 2)
+    with pytest.raises(flags.IllegalFlagValueError):
+        flag_values(["prog", "--strategy=tpu"])
+
+
+def test_demo_cli_runs_mirrored_on_cpu_replicas(tmp_path):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_brainprop",
+            "--strategy=mirrored",
+            "--cpu_replicas=2",
+            "--epochs=1",
+            "--max_train_examples=128",
+            "--algorithm=both",
+            f"--output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        env=_subprocess_env(),
+        timeout=180,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "2 replica(s)" in completed.stdout
+    assert "| backprop (EBP) |" in completed.stdout
+    for algorithm in ("brainprop", "ebp"):
+        assert (tmp_path / f"digits_mlp_{algorithm}" / "summary.json").is_file()
+
+
 def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.warns(UserWarning, match="matplotlib"):
