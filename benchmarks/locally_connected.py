@@ -40,7 +40,7 @@ dense or sparse kernels, traced graphs).
 
 Run from the repository root (about 8 minutes on 2 busy cores):
 
-    /work/venv/bin/python benchmarks/locally_connected.py
+    python benchmarks/locally_connected.py
 
 Add `--tables=layers` for the layers alone (about 2 minutes with
 `--repeats=5`), `--jit_compile` to compile the Keras 3 variants with XLA,
