@@ -40,7 +40,6 @@ import json
 import os
 import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -222,19 +221,6 @@ def run_worker(setup):
 # The main side: start the setups' processes, alternate, print the table.
 
 
-def _free_ports(count):
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 class _Worker:
     """One benchmark process, driven line by line over stdin / stdout."""
 
@@ -294,7 +280,10 @@ class _Worker:
 def _measure(setups, log_dir):
     """Returns {setup: {"network/algorithm": [images/s per round]}}."""
     groups = {}
-    ports = _free_ports(2)
+    # Imported here: the main process needs TensorFlow only for this.
+    from keras_brainprop.distribute import free_local_ports
+
+    ports = free_local_ports(2)
     try:
         for setup in setups:
             groups[setup] = [

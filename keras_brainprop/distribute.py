@@ -15,8 +15,34 @@ own `train_step` under the same strategies, for BrainProp-vs-backprop
 comparisons.
 """
 
+import socket
+
 import keras
 import tensorflow as tf
+
+
+def free_local_ports(count):
+    """Returns `count` distinct free TCP ports on 127.0.0.1.
+
+    For a multi-worker cluster on one machine (tests, benchmarks, trying
+    `MultiWorkerMirroredStrategy` out). The ports are bound together, so
+    they differ, and freed just before the workers bind them.
+
+    Example:
+
+    >>> ports = free_local_ports(2)
+    >>> workers = [f"localhost:{port}" for port in ports]
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def in_multi_worker_mode():

@@ -19,13 +19,14 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+
+from keras_brainprop.distribute import free_local_ports
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _WORKER_SCRIPT = os.path.join(_HERE, "distribute_worker.py")
@@ -44,21 +45,6 @@ def _load_worker_module():
 
 
 worker = _load_worker_module()
-
-
-def _free_ports(count):
-    # Bound together, so the ports differ; freed just before the workers
-    # bind them.
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class _Process:
@@ -112,7 +98,7 @@ class _Process:
 def runs(tmp_path_factory):
     """Runs every distributed setup once; returns outputs or failures."""
     directory = tmp_path_factory.mktemp("distribute")
-    ports = _free_ports(2)
+    ports = free_local_ports(2)
     mirrored_output = directory / "mirrored.json"
     worker_outputs = [directory / f"worker_{i}.npz" for i in range(2)]
     processes = {
