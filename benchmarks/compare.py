@@ -25,12 +25,21 @@ Command (Fashion-MNIST, dense and conv, 3 seeds, up to 30 epochs):
         --architectures=dense,conv --seeds=1,2,3 --epochs=30 \
         --output_dir=/tmp/compare_fashion
 
+Runs can be split across processes, e.g. one per seed run side by side,
+and combined afterwards without training again (`--merge` takes the
+`results.json` files or their folders; all must use the same dataset and
+protocol):
+
+    python benchmarks/compare.py --merge=/tmp/conv_s1,/tmp/conv_s2 \
+        --output_dir=/tmp/conv
+
 Quick smoke run:
 
     python benchmarks/compare.py --dataset=digits --architectures=mlp \
         --epochs=2 --max_train_examples=256 --output_dir=/tmp/compare_smoke
 """
 
+import dataclasses
 import json
 import os
 
@@ -58,6 +67,14 @@ flags.register_validator(
     ),
     message="--architectures must name networks of "
     f"{architectures.ARCHITECTURES}.",
+)
+
+flags.DEFINE_list(
+    "merge",
+    [],
+    "Comma-separated `results.json` files (or the folders holding them) of "
+    "earlier runs of this script. If given, nothing is trained: their runs "
+    "are combined per network and algorithm, compared and reported.",
 )
 
 # BrainProp's speed is judged by the epochs it needs to get this close to
@@ -132,27 +149,27 @@ def compare(results):
     return comparison
 
 
-def markdown_table(comparisons, num_seeds):
+def markdown_table(comparisons):
     """Returns the comparisons of several networks as a markdown table.
 
     Args:
         comparisons: Dict from a network name to the output of `compare`.
-        num_seeds: Number of seeds of every run.
 
     Returns:
         The table, one string.
     """
     fmt = experiment.format_number
     lines = [
-        f"| network | algorithm | test accuracy ({num_seeds} seeds) | "
+        "| network | algorithm | seeds | test accuracy (mean ± std) | "
         f"epochs to {_TARGET_FRACTION:.0%} of EBP best val. acc. | s/epoch |",
-        "| --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for network, comparison in comparisons.items():
         for algorithm in ("brainprop", "ebp"):
             row = comparison[algorithm]
+            num_seeds = len(row["epochs_to_target"])
             lines.append(
-                f"| {network} | {_LABELS[algorithm]} | "
+                f"| {network} | {_LABELS[algorithm]} | {num_seeds} | "
                 f"{fmt(row['mean_test_accuracy'])} ± "
                 f"{fmt(row['std_test_accuracy'])} | "
                 f"{fmt(row['mean_epochs_to_target'], 1)} "
@@ -161,7 +178,7 @@ def markdown_table(comparisons, num_seeds):
             )
         ratios = comparison["ratios"]
         lines.append(
-            f"| {network} | ratio BrainProp/EBP | "
+            f"| {network} | ratio BrainProp/EBP | | "
             f"{fmt(ratios['test_accuracy'], 3)} | "
             f"{fmt(ratios['epochs_to_target'], 2)} | "
             f"{fmt(ratios['seconds_per_epoch'], 2)} |"
@@ -180,47 +197,165 @@ def _save(output_dir, settings, raw, comparisons, table):
         file.write(table + "\n")
 
 
+def _protocol(result):
+    """What must agree for two results' seeds to be pooled."""
+    return (
+        result.dataset,
+        result.hyperparameters,
+        result.max_epochs,
+        result.num_train_examples,
+        result.num_validation_examples,
+        result.num_test_examples,
+    )
+
+
+def load_results(paths):
+    """Reads earlier `results.json` files and pools their seeds.
+
+    Args:
+        paths: `results.json` files written by this script, or the folders
+            holding them.
+
+    Returns:
+        Dict from a network name to a dict from "ebp" and "brainprop" to an
+        `experiment.Result` holding the runs of every file, sorted by seed.
+
+    Raises:
+        FileNotFoundError: If a path holds no `results.json`.
+        ValueError: If the files differ in dataset or protocol, repeat a
+            seed, or a network lacks one of the two algorithms.
+    """
+    pooled = {}
+    for path in paths:
+        if os.path.isdir(path):
+            path = os.path.join(path, "results.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                "Expected a results.json written by benchmarks/compare.py, "
+                f"or its folder. Received: {path}"
+            )
+        with open(path) as file:
+            runs = json.load(file)["runs"]
+        for network, by_algorithm in runs.items():
+            for algorithm, data in by_algorithm.items():
+                result = experiment.Result.from_dict(data)
+                earlier = pooled.setdefault(network, {}).get(algorithm)
+                if earlier is not None:
+                    result = _pool(earlier, result, network, path)
+                pooled[network][algorithm] = result
+    datasets = {
+        result.dataset
+        for by_algorithm in pooled.values()
+        for result in by_algorithm.values()
+    }
+    if len(datasets) > 1:
+        raise ValueError(
+            "Can only merge runs of one dataset. Received runs of "
+            f"{sorted(datasets)}."
+        )
+    for network, by_algorithm in pooled.items():
+        if set(by_algorithm) != set(_LABELS):
+            raise ValueError(
+                f"Network {network!r} needs runs of both algorithms "
+                f"{sorted(_LABELS)}. Received: {sorted(by_algorithm)}"
+            )
+    return pooled
+
+
+def _pool(earlier, result, network, path):
+    name = f"{network} {result.algorithm}"
+    if _protocol(earlier) != _protocol(result):
+        raise ValueError(
+            f"The {name} runs of {path} used another dataset or protocol "
+            f"than earlier files: {_protocol(result)} versus "
+            f"{_protocol(earlier)}."
+        )
+    repeated = set(earlier.seeds) & set(result.seeds)
+    if repeated:
+        raise ValueError(
+            f"Seeds {sorted(repeated)} of {name} appear in more than one "
+            f"file (last: {path}); each seed must be merged once."
+        )
+    runs = sorted(earlier.runs + result.runs, key=lambda run: run.seed)
+    return dataclasses.replace(earlier, runs=runs)
+
+
+def report(results, output_dir=None, settings=None):
+    """Compares, prints and (with `output_dir`) saves the results.
+
+    Args:
+        results: Dict from a network name to a dict from "ebp" and
+            "brainprop" to `experiment.Result`.
+        output_dir: Folder for `results.json`, `results.md` and the
+            `curves_<network>.png` plots; None to only print.
+        settings: JSON-serializable settings stored in `results.json`.
+
+    Returns:
+        The comparisons, a dict from a network name to `compare`'s output.
+    """
+    comparisons = {
+        network: compare(by_algorithm)
+        for network, by_algorithm in results.items()
+    }
+    table = markdown_table(comparisons)
+    print(f"\n{table}\n", flush=True)
+    if output_dir is None:
+        return comparisons
+    raw = {
+        network: {
+            algorithm: result.to_dict()
+            for algorithm, result in by_algorithm.items()
+        }
+        for network, by_algorithm in results.items()
+    }
+    _save(output_dir, settings or {}, raw, comparisons, table)
+    for network, comparison in comparisons.items():
+        dataset = results[network]["ebp"].dataset
+        experiment.plot_curves(
+            {
+                _LABELS[algorithm]: comparison[algorithm][
+                    "mean_val_accuracy_curve"
+                ]
+                for algorithm in ("brainprop", "ebp")
+            },
+            os.path.join(output_dir, f"curves_{network}.png"),
+            title=f"{dataset} {network}: validation accuracy "
+            f"(target {comparison['target_val_accuracy']:.4f})",
+            ylabel="validation accuracy (mean over seeds)",
+        )
+    return comparisons
+
+
 def main(argv):
     del argv  # Unused.
     run_kwargs = experiment.run_kwargs()
     output_dir = run_kwargs["output_dir"]
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)
+    if FLAGS.merge:
+        report(
+            load_results(FLAGS.merge),
+            output_dir,
+            settings={"merged_from": FLAGS.merge},
+        )
+        return
     settings = {
         "dataset": FLAGS.dataset,
         "architectures": FLAGS.architectures,
         **run_kwargs,
     }
-    raw, comparisons = {}, {}
+    results = {}
     for network in FLAGS.architectures:
-        results = {}
+        results[network] = {}
         # EBP first: its best validation accuracy sets BrainProp's target.
         for algorithm in ("ebp", "brainprop"):
-            results[algorithm] = experiment.run(
+            results[network][algorithm] = experiment.run(
                 FLAGS.dataset, network, algorithm, **run_kwargs
             )
-            print(results[algorithm].summary(), flush=True)
-        raw[network] = {
-            algorithm: result.to_dict() for algorithm, result in results.items()
-        }
-        comparisons[network] = compare(results)
-        table = markdown_table(comparisons, len(run_kwargs["seeds"]))
-        print(f"\n{table}\n", flush=True)
-        if output_dir is not None:
-            _save(output_dir, settings, raw, comparisons, table)
-            target = comparisons[network]["target_val_accuracy"]
-            experiment.plot_curves(
-                {
-                    _LABELS[algorithm]: comparisons[network][algorithm][
-                        "mean_val_accuracy_curve"
-                    ]
-                    for algorithm in ("brainprop", "ebp")
-                },
-                os.path.join(output_dir, f"curves_{network}.png"),
-                title=f"{FLAGS.dataset} {network}: validation accuracy "
-                f"(target {target:.4f})",
-                ylabel="validation accuracy (mean over seeds)",
-            )
+            print(results[network][algorithm].summary(), flush=True)
+        # Reported after every network, so an interrupted run keeps what
+        # it finished.
+        report(results, output_dir, settings)
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def output_activation(algorithm):
     return None if _check_algorithm(algorithm) == "brainprop" else "softmax"
 
 
-def compile_model(net, algorithm, learning_rate=0.1, seed=None):
+def compile_model(net, algorithm, learning_rate=0.1, seed=None, policy=None):
     """Returns `net` ready to train with BrainProp or with EBP.
 
     Args:
@@ -213,6 +213,8 @@ def compile_model(net, algorithm, learning_rate=0.1, seed=None):
             a `distribute.Backprop` model.
         learning_rate: SGD learning rate (no momentum, as in the paper).
         seed: Exploration seed of BrainProp; ignored by EBP.
+        policy: BrainProp's action selection (`kbp.policies`); None for
+            the paper's. Must be None for EBP, which chooses no actions.
 
     Returns:
         The compiled model to `fit`: a `BrainPropModel` or a
@@ -226,9 +228,14 @@ def compile_model(net, algorithm, learning_rate=0.1, seed=None):
     """
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate)
     if _check_algorithm(algorithm) == "brainprop":
-        model = wrap(net, seed=seed)
+        model = wrap(net, policy=policy, seed=seed)
         model.compile(optimizer=optimizer, metrics=["accuracy"])
         return model
+    if policy is not None:
+        raise ValueError(
+            "A policy only applies to BrainProp; EBP chooses no actions. "
+            f"Received: algorithm={algorithm!r}, policy={policy!r}"
+        )
     model = distribute.Backprop(net) if tf.distribute.has_strategy() else net
     model.compile(
         optimizer=optimizer,
@@ -508,6 +515,41 @@ class Result:
             f"{self.mean_seconds_per_epoch:.2f} s/epoch"
         )
 
+    @classmethod
+    def from_dict(cls, data):
+        """Rebuilds a `Result` from the output of `to_dict`.
+
+        Args:
+            data: A dict written by `to_dict`, e.g. read back from a
+                `summary.json` or from `benchmarks/compare.py`'s
+                `results.json`.
+
+        Returns:
+            The `Result`; `output_dir` is None.
+
+        Raises:
+            ValueError: If `data` lacks a field of `to_dict`'s output.
+        """
+        try:
+            return cls(
+                dataset=data["dataset"],
+                architecture=data["architecture"],
+                algorithm=data["algorithm"],
+                hyperparameters=architectures.Hyperparameters(
+                    **data["hyperparameters"]
+                ),
+                max_epochs=data["max_epochs"],
+                runs=[SeedResult(**run) for run in data["runs"]],
+                num_train_examples=data["num_train_examples"],
+                num_validation_examples=data["num_validation_examples"],
+                num_test_examples=data["num_test_examples"],
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                "Expected a dict written by `Result.to_dict`. Received one "
+                f"with keys {sorted(data)}, which fails with: {error!r}"
+            ) from error
+
     def to_dict(self):
         """Returns all results as JSON-serializable Python objects."""
         return {
@@ -738,11 +780,13 @@ class SeedRun:
         return output_activation(self.algorithm)
 
 
-def train(seed_run):
+def train(seed_run, policy=None):
     """The default `train_fn` of `run`: build, compile and fit.
 
     Args:
         seed_run: A `SeedRun`.
+        policy: BrainProp's action selection; None for the paper's. Pass
+            another with e.g. `functools.partial(train, policy=...)`.
 
     Returns:
         The `keras.callbacks.History` of `fit`.
@@ -750,6 +794,8 @@ def train(seed_run):
     Example:
 
     >>> run("digits", "mlp", train_fn=train)  # The same as without it.
+    >>> greedy = functools.partial(train, policy=kbp.policies.Greedy())
+    >>> run("digits", "mlp", train_fn=greedy)
     """
     train_data, validation_data = seed_run.train, seed_run.validation
     if tf.distribute.has_strategy():
@@ -762,7 +808,11 @@ def train(seed_run):
         output_activation=seed_run.output_activation,
     )
     model = compile_model(
-        net, seed_run.algorithm, seed_run.hparams.learning_rate, seed_run.seed
+        net,
+        seed_run.algorithm,
+        seed_run.hparams.learning_rate,
+        seed_run.seed,
+        policy=policy,
     )
     return model.fit(
         train_data,

@@ -1,5 +1,6 @@
 """Tests of the experiment driver, the CLI demo and the comparison script."""
 
+import functools
 import json
 import os
 import pathlib
@@ -11,7 +12,9 @@ import pytest
 from absl import flags
 
 from keras_brainprop import architectures
+from keras_brainprop import datasets
 from keras_brainprop import experiment
+from keras_brainprop import policies
 from keras_brainprop.model import BrainPropModel
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,6 +29,18 @@ def _subprocess_env():
         [str(ROOT), env.get("PYTHONPATH", "")]
     ).rstrip(os.pathsep)
     return env
+
+
+def _run_benchmark(script, *args):
+    """Runs `benchmarks/<script>` with `args` in a fresh Python process."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        env=_subprocess_env(),
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +115,18 @@ def test_summary_json_and_seed_statistics(brainprop_run):
             == run.history["val_accuracy"][run.best_epoch - 1]
         )
         assert run.history["learning_rate"] == pytest.approx([0.1, 0.1])
+
+
+def test_result_round_trips_through_summary_json(brainprop_run):
+    result, output_dir = brainprop_run
+    summary = json.loads(
+        (output_dir / "digits_mlp_brainprop" / "summary.json").read_text()
+    )
+    restored = experiment.Result.from_dict(summary)
+    assert restored.output_dir is None
+    assert restored.to_dict() == result.to_dict()
+    with pytest.raises(ValueError, match="Result.to_dict"):
+        experiment.Result.from_dict({"dataset": "digits"})
 
 
 def test_saved_weights_are_the_evaluated_ones(brainprop_run):
@@ -310,23 +337,15 @@ def test_demo_cli_runs_end_to_end(tmp_path):
 
 
 def test_compare_benchmark_smoke(tmp_path):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "compare.py"),
-            "--dataset=digits",
-            "--architectures=mlp",
-            "--seeds=1",
-            "--epochs=1",
-            "--max_train_examples=64",
-            "--verbose=0",
-            f"--output_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        env=_subprocess_env(),
-        timeout=300,
-        check=False,
+    completed = _run_benchmark(
+        "compare.py",
+        "--dataset=digits",
+        "--architectures=mlp",
+        "--seeds=1",
+        "--epochs=1",
+        "--max_train_examples=64",
+        "--verbose=0",
+        f"--output_dir={tmp_path}",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "| mlp | ratio BrainProp/EBP |" in completed.stdout
@@ -343,3 +362,155 @@ def test_compare_benchmark_smoke(tmp_path):
         assert len(results["runs"]["mlp"][algorithm]["test_accuracies"]) == 1
     assert (tmp_path / "curves_mlp.png").stat().st_size > 0
     assert (tmp_path / "results.md").read_text().startswith("| network |")
+
+
+def _result_file(path, seed, curves, max_epochs=3):
+    """Writes a compare.py `results.json` with hand-made runs of one seed.
+
+    `curves` maps an algorithm to (validation curve, test accuracy,
+    seconds per epoch).
+    """
+    runs = {}
+    for algorithm, (curve, test_accuracy, seconds) in curves.items():
+        best = int(np.argmax(curve))
+        run = experiment.SeedResult(
+            seed=seed,
+            test_accuracy=test_accuracy,
+            test_loss=0.5,
+            last_epoch_test_accuracy=test_accuracy,
+            best_epoch=best + 1,
+            best_val_accuracy=curve[best],
+            epochs_run=len(curve),
+            seconds_per_epoch=seconds,
+            stopped_early=False,
+            history={"val_accuracy": curve},
+        )
+        result = experiment.Result(
+            dataset="digits",
+            architecture="mlp",
+            algorithm=algorithm,
+            hyperparameters=architectures.hyperparameters("mlp"),
+            max_epochs=max_epochs,
+            runs=[run],
+            num_train_examples=10,
+            num_validation_examples=5,
+            num_test_examples=5,
+        )
+        runs[algorithm] = result.to_dict()
+    path.mkdir()
+    (path / "results.json").write_text(json.dumps({"runs": {"mlp": runs}}))
+    return path
+
+
+def test_compare_merges_runs_of_separate_processes(tmp_path):
+    first = _result_file(
+        tmp_path / "s1",
+        seed=1,
+        curves={
+            "ebp": ([0.5, 0.8, 0.9], 0.88, 2.0),
+            "brainprop": ([0.3, 0.6, 0.9], 0.87, 1.0),
+        },
+    )
+    second = _result_file(
+        tmp_path / "s2",
+        seed=2,
+        curves={
+            "ebp": ([0.6, 0.7, 0.7], 0.70, 4.0),
+            "brainprop": ([0.2, 0.7, 0.8], 0.80, 3.0),
+        },
+    )
+    merged = tmp_path / "merged"
+    completed = _run_benchmark(
+        "compare.py",
+        f"--merge={first},{second / 'results.json'}",
+        f"--output_dir={merged}",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| mlp | BrainProp | 2 |" in completed.stdout
+    results = json.loads((merged / "results.json").read_text())
+    assert results["runs"]["mlp"]["ebp"]["seeds"] == [1, 2]
+    comparison = results["comparisons"]["mlp"]
+    # The target is 99% of EBP's mean best validation accuracy, 0.8.
+    assert comparison["target_val_accuracy"] == pytest.approx(0.792)
+    ebp, brainprop = comparison["ebp"], comparison["brainprop"]
+    assert ebp["epochs_to_target"] == [2, None]
+    assert brainprop["epochs_to_target"] == [3, 3]
+    assert ebp["mean_test_accuracy"] == pytest.approx(0.79)
+    assert ebp["std_test_accuracy"] == pytest.approx(0.18 / np.sqrt(2))
+    assert brainprop["mean_val_accuracy_curve"] == pytest.approx(
+        [0.25, 0.65, 0.85]
+    )
+    assert comparison["ratios"] == pytest.approx(
+        {
+            "test_accuracy": 0.835 / 0.79,
+            "epochs_to_target": 1.5,
+            "seconds_per_epoch": 2.0 / 3.0,
+        }
+    )
+    assert (merged / "curves_mlp.png").stat().st_size > 0
+
+
+def test_compare_merge_rejects_repeated_seeds_and_other_protocols(tmp_path):
+    curves = {"ebp": ([0.5], 0.5, 1.0), "brainprop": ([0.5], 0.5, 1.0)}
+    first = _result_file(tmp_path / "a", seed=1, curves=curves)
+    completed = _run_benchmark("compare.py", f"--merge={first},{first}")
+    assert completed.returncode != 0
+    assert "Seeds [1] of mlp" in completed.stderr
+    other = _result_file(tmp_path / "b", seed=2, curves=curves, max_epochs=9)
+    completed = _run_benchmark("compare.py", f"--merge={first},{other}")
+    assert completed.returncode != 0
+    assert "another dataset or protocol" in completed.stderr
+    completed = _run_benchmark("compare.py", f"--merge={tmp_path / 'missing'}")
+    assert completed.returncode != 0
+    assert "Received: " in completed.stderr
+
+
+def test_train_fn_with_another_policy():
+    greedy = functools.partial(experiment.train, policy=policies.Greedy())
+    result = experiment.run(
+        "digits",
+        "mlp",
+        "brainprop",
+        epochs=1,
+        seeds=[1],
+        train_fn=greedy,
+        **TINY,
+    )
+    assert result.runs[0].history["explore_rate"] == [0.0]
+    net = architectures.build("mlp", (8, 8, 1), 10, output_activation="softmax")
+    with pytest.raises(ValueError, match="only applies to BrainProp"):
+        experiment.compile_model(net, "ebp", policy=policies.Greedy())
+
+
+def test_exploration_benchmark_reports_the_classes_learned(tmp_path):
+    completed = _run_benchmark(
+        "exploration.py",
+        "--dataset=digits",
+        "--architecture=mlp",
+        "--epsilons=0.02,1",
+        "--seeds=1",
+        "--epochs=2",
+        "--max_train_examples=128",
+        "--verbose=0",
+        f"--output_dir={tmp_path}",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| 0.02 | 1 |" in completed.stdout
+    assert "| 1 | 1 |" in completed.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"0.02", "1"}
+    _, labels = datasets.load_arrays("digits", split="test")
+    counts = np.bincount(labels, minlength=10)
+    for epsilon, row in results.items():
+        (report,) = row["class_reports"]
+        recall = np.array(report["recall"])
+        # The class report uses the kept weights, the evaluated ones.
+        assert np.sum(recall * counts) / counts.sum() == pytest.approx(
+            row["mean_test_accuracy"], abs=1e-6
+        )
+        assert row["classes_learned"] == [int(np.sum(recall >= 0.5))]
+        assert row["lowest_recall"] == [pytest.approx(recall.min())]
+        assert len(report["mean_q"]) == 10
+        summary = tmp_path / f"epsilon_{epsilon}" / "digits_mlp_brainprop"
+        assert (summary / "summary.json").is_file()
+    assert (tmp_path / "curves.png").stat().st_size > 0
