@@ -48,11 +48,12 @@ from absl import app
 from absl import flags
 
 from keras_brainprop import architectures
+from keras_brainprop import cli
 from keras_brainprop import experiment
 
 FLAGS = flags.FLAGS
 
-experiment.define_flags(dataset="fashion_mnist", algorithm=None, verbose=2)
+cli.define_flags(dataset="fashion_mnist", algorithm=None, verbose=2)
 flags.DEFINE_list(
     "architectures",
     ["dense", "conv"],
@@ -328,7 +329,7 @@ def report(results, output_dir=None, settings=None):
 
 def main(argv):
     del argv  # Unused.
-    run_kwargs = experiment.run_kwargs()
+    run_kwargs = cli.run_kwargs()
     output_dir = run_kwargs["output_dir"]
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)

@@ -39,11 +39,12 @@ from absl import app
 from absl import flags
 
 import keras_brainprop as kbp
+from keras_brainprop import cli
 from keras_brainprop import experiment
 
 FLAGS = flags.FLAGS
 
-experiment.define_flags(
+cli.define_flags(
     dataset="fashion_mnist", architecture="dense", algorithm=None, verbose=2
 )
 flags.DEFINE_list(
@@ -166,7 +167,7 @@ def markdown_table(rows, num_classes):
 def main(argv):
     del argv  # Unused.
     epsilons = [float(value) for value in FLAGS.epsilons]
-    run_kwargs = experiment.run_kwargs()
+    run_kwargs = cli.run_kwargs()
     base_dir = run_kwargs.pop("output_dir")
     rows, num_classes = {}, None
     for epsilon in epsilons:

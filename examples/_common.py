@@ -10,6 +10,7 @@ the mean and std over `--seeds` and the files written to `--output_dir`.
 
 from absl import flags
 
+from keras_brainprop import cli
 from keras_brainprop import experiment
 
 FLAGS = flags.FLAGS
@@ -19,7 +20,7 @@ def define_flags():
     """Defines `--algorithm=brainprop|ebp`, `--epochs`, `--seeds`,
     `--data_dir`, `--logdir`, `--output_dir` and `experiment`'s other
     shared flags."""
-    experiment.define_flags(algorithm="brainprop")
+    cli.define_flags(algorithm="brainprop")
 
 
 def main(dataset, architecture, train):
@@ -42,7 +43,7 @@ def main(dataset, architecture, train):
             architecture,
             FLAGS.algorithm,
             train_fn=train,
-            **experiment.run_kwargs(),
+            **cli.run_kwargs(),
         )
         print(result.summary())
         for seed_result in result.runs:

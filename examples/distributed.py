@@ -40,8 +40,8 @@ Commands (from the repository root):
 
 Only the chief (worker 0) prints and writes `--output_dir` and `--logdir`;
 the other workers write theirs to a temporary directory they delete
-(`experiment.chief_outputs`). The strategy comes from
-`experiment.make_strategy`, and under it `experiment.compile_model` trains
+(`cli.chief_outputs`). The strategy comes from
+`cli.make_strategy`, and under it `experiment.compile_model` trains
 the EBP baseline through `keras_brainprop.distribute.Backprop`;
 `python -m keras_brainprop --strategy=...` runs the same way.
 """
@@ -56,17 +56,18 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from keras_brainprop import cli  # noqa: E402
 from keras_brainprop import experiment  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-experiment.define_flags(
+cli.define_flags(
     dataset="digits",
     architecture="mlp",
     algorithm="brainprop",
     epochs=None,
     strategy="mirrored",
-    strategies=experiment.STRATEGIES,
+    strategies=cli.STRATEGIES,
 )
 flags.DEFINE_list(
     "workers",
@@ -92,11 +93,9 @@ def main(argv):
                 "task": {"type": "worker", "index": FLAGS.task_index},
             }
         )
-    strategy = experiment.make_strategy(
-        FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.tpu
-    )
-    chief = experiment.is_chief(strategy)
-    with experiment.chief_outputs(experiment.run_kwargs(), strategy) as kwargs:
+    strategy = cli.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.tpu)
+    chief = cli.is_chief(strategy)
+    with cli.chief_outputs(cli.run_kwargs(), strategy) as kwargs:
         logging.info(
             "%s strategy: %d replicas in sync, global batch %s",
             FLAGS.strategy,

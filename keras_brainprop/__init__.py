@@ -2,6 +2,7 @@
 
 from keras_brainprop import architectures
 from keras_brainprop import callbacks
+from keras_brainprop import cli
 from keras_brainprop import datasets
 from keras_brainprop import distribute
 from keras_brainprop import experiment

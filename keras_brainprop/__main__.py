@@ -37,11 +37,12 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from keras_brainprop import cli
 from keras_brainprop import experiment
 
 FLAGS = flags.FLAGS
 
-experiment.define_flags(
+cli.define_flags(
     dataset="digits",
     architecture="mlp",
     algorithm="both",
@@ -87,18 +88,18 @@ def format_table(results):
 def main(argv):
     del argv  # Unused.
     # Before any other TensorFlow op: it may split the CPU or join a cluster.
-    strategy = experiment.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
+    strategy = cli.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
     tf.get_logger().setLevel("WARNING")  # tf.distribute logs every reduce.
     start = time.perf_counter()
     # Only the chief reports; the other workers train alongside it.
-    chief = experiment.is_chief(strategy)
+    chief = cli.is_chief(strategy)
     algorithms = (
         experiment.ALGORITHMS
         if FLAGS.algorithm == "both"
         else [FLAGS.algorithm]
     )
     results = []
-    with experiment.chief_outputs(experiment.run_kwargs(), strategy) as kwargs:
+    with cli.chief_outputs(cli.run_kwargs(), strategy) as kwargs:
         if chief:
             print(
                 f"Training the {FLAGS.architecture!r} network on "

@@ -27,9 +27,9 @@ A script that wants to show its own `wrap` / `compile` / `fit` passes
 `run(..., train_fn=fn)`: `fn` gets a `SeedRun` (data, callbacks, epochs,
 hyper-parameters of one seed) and returns `fit`'s `History`; `run` does the
 rest. The pieces of `run` (`load_splits`, `compile_model`,
-`make_callbacks`, `finish_seed`, `summarize`) are public too. `define_flags`
-defines the absl flags shared by `python -m keras_brainprop`, `examples/` and
-`benchmarks/`.
+`make_callbacks`, `finish_seed`, `summarize`) are public too. The command
+line of `python -m keras_brainprop`, `examples/` and `benchmarks/` (flags,
+strategy) is `keras_brainprop.cli`.
 
 Example:
 
@@ -47,15 +47,12 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import flags
 from absl import logging
 
 from keras_brainprop import architectures
@@ -64,8 +61,6 @@ from keras_brainprop import distribute
 from keras_brainprop.model import wrap
 
 ALGORITHMS = ("brainprop", "ebp")
-# What `make_strategy` creates; the `--strategy` flag takes the first three.
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 # Batch size of validation and test passes: larger batches evaluate faster
 # and give the same numbers (no layer depends on the batch at inference).
@@ -979,307 +974,6 @@ def run(
     )
     summarize(result)
     return result
-
-
-def make_strategy(name, cpu_replicas=0, tpu="local"):
-    """Creates a `tf.distribute` strategy to pass to `run`.
-
-    Call it before TensorFlow runs anything: splitting the CPU and
-    joining a cluster are only possible then.
-
-    Args:
-        name: "default" (one device), "mirrored" (every local GPU),
-            "multi_worker" (one process per machine, the cluster given by
-            `TF_CONFIG`) or "tpu".
-        cpu_replicas: If > 0, "mirrored" splits the CPU into this many
-            logical devices and uses them as the replicas.
-        tpu: The TPU of "tpu", as `TPUClusterResolver` takes it.
-
-    Returns:
-        A `tf.distribute.Strategy`.
-
-    Raises:
-        ValueError: For an unknown `name` or a negative `cpu_replicas`.
-
-    Example:
-
-    >>> strategy = make_strategy("mirrored", cpu_replicas=2)
-    >>> run("digits", "mlp", "ebp", epochs=5, strategy=strategy)
-    """
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"`name` must be one of {STRATEGIES}. Received: name={name!r}"
-        )
-    if cpu_replicas < 0:
-        raise ValueError(
-            "`cpu_replicas` must be >= 0. "
-            f"Received: cpu_replicas={cpu_replicas!r}"
-        )
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = None
-        if cpu_replicas:
-            cpu = tf.config.list_physical_devices("CPU")[0]
-            tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
-            )
-            devices = [f"/cpu:{index}" for index in range(cpu_replicas)]
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
-
-
-def is_chief(strategy):
-    """Whether this process keeps the outputs of a run under `strategy`.
-
-    True without a cluster; in one, for the "chief" task or, when there is
-    none, worker 0 (as `TF_CONFIG` names them).
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and not has_chief
-    )
-
-
-@contextlib.contextmanager
-def chief_outputs(kwargs, strategy):
-    """Yields `run` kwargs that write files on the chief only.
-
-    Every worker runs every callback (they take part in collective ops),
-    so the others write their `output_dir` and `logdir` to a temporary
-    directory, deleted on exit, and train silently.
-
-    Args:
-        kwargs: Keyword arguments of `run`, e.g. from `run_kwargs`.
-        strategy: The `tf.distribute.Strategy` of the run.
-
-    Yields:
-        `kwargs` on the chief, else a copy redirected as above.
-
-    Example:
-
-    >>> with chief_outputs(run_kwargs(), strategy) as kwargs:
-    ...     result = run("digits", "mlp", strategy=strategy, **kwargs)
-    """
-    if is_chief(strategy):
-        yield kwargs
-        return
-    scratch = tempfile.mkdtemp(prefix="kbp_worker_")
-    kwargs = dict(kwargs, verbose=0)
-    for key in ("output_dir", "logdir"):
-        if kwargs.get(key):
-            kwargs[key] = os.path.join(scratch, key)
-    try:
-        yield kwargs
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _parse_seeds(values):
-    try:
-        return [int(value) for value in values]
-    except ValueError:
-        return None
-
-
-def define_flags(
-    *,
-    dataset=None,
-    architecture=None,
-    algorithm="brainprop",
-    algorithms=ALGORITHMS,
-    epochs=None,
-    seeds="0",
-    verbose=1,
-    strategy=None,
-    strategies=STRATEGIES[:3],
-    flag_values=flags.FLAGS,
-):
-    """Defines the absl flags shared by the CLI, examples and benchmarks.
-
-    Always defines `--epochs`, `--seeds` (comma-separated ints),
-    `--data_dir`, `--logdir`, `--output_dir`, `--batch_size`,
-    `--learning_rate`, `--patience`, `--max_train_examples` and
-    `--verbose`; `--algorithm`, `--dataset` and `--architecture` when a
-    default is given for them; `--strategy` and `--cpu_replicas` when
-    `strategy` is given. Read them back with `run_kwargs` and
-    `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
-
-    Args:
-        dataset: Default of `--dataset`, or None for no such flag.
-        architecture: Default of `--architecture`, or None for no flag.
-        algorithm: Default of `--algorithm`, or None for no such flag.
-        algorithms: The values `--algorithm` accepts.
-        epochs: Default of `--epochs` (None: the paper's 500).
-        seeds: Default of `--seeds`, a comma-separated string.
-        verbose: Default of `--verbose`.
-        strategy: Default of `--strategy`, or None for no such flag.
-        strategies: The values `--strategy` accepts (`STRATEGIES`).
-        flag_values: The `absl.flags.FlagValues` to define them in.
-
-    Example:
-
-    >>> define_flags(algorithm="brainprop", epochs=100)
-    """
-    if dataset is not None:
-        flags.DEFINE_enum(
-            "dataset",
-            dataset,
-            datasets.NAMES,
-            "Dataset to train on.",
-            flag_values=flag_values,
-        )
-    if architecture is not None:
-        flags.DEFINE_enum(
-            "architecture",
-            architecture,
-            architectures.ARCHITECTURES,
-            "Network (see keras_brainprop.architectures).",
-            flag_values=flag_values,
-        )
-    if algorithm is not None:
-        flags.DEFINE_enum(
-            "algorithm",
-            algorithm,
-            algorithms,
-            "brainprop: learn from reward; ebp: error backpropagation of "
-            "the cross-entropy (the paper's baseline).",
-            flag_values=flag_values,
-        )
-    if strategy is not None:
-        flags.DEFINE_enum(
-            "strategy",
-            strategy,
-            strategies,
-            "The tf.distribute strategy to train under (see "
-            "experiment.make_strategy); --batch_size stays the global "
-            "batch.",
-            flag_values=flag_values,
-        )
-        flags.DEFINE_integer(
-            "cpu_replicas",
-            0,
-            "mirrored only: if > 0, split the CPU into this many logical "
-            "devices and use them as the replicas instead of the GPUs.",
-            lower_bound=0,
-            flag_values=flag_values,
-        )
-    flags.DEFINE_integer(
-        "epochs",
-        epochs,
-        "Maximum number of epochs (early stopping may end sooner); "
-        "default the paper's 500.",
-        lower_bound=1,
-        flag_values=flag_values,
-    )
-    flags.DEFINE_list(
-        "seeds",
-        seeds,
-        "Comma-separated seeds, one run each; results are averaged.",
-        flag_values=flag_values,
-    )
-    flags.register_validator(
-        "seeds",
-        lambda values: bool(values) and _parse_seeds(values) is not None,
-        message="--seeds must be a comma-separated list of integers.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        None,
-        "Directory with a local copy of the data (see "
-        "keras_brainprop.datasets); nothing is downloaded.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "logdir",
-        None,
-        "If set, write TensorBoard logs (and BrainProp's monitor) here.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "output_dir",
-        None,
-        "If set, write history, weights, plots and a summary here.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "batch_size",
-        None,
-        "Override of the paper's batch size.",
-        lower_bound=1,
-        flag_values=flag_values,
-    )
-    flags.DEFINE_float(
-        "learning_rate",
-        None,
-        "Override of the initial learning rate (paper: 0.1).",
-        lower_bound=0.0,
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "patience",
-        None,
-        "Override of the early-stopping patience (paper: 45).",
-        lower_bound=1,
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "max_train_examples",
-        None,
-        "Train on this many examples only (quick runs).",
-        lower_bound=1,
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "verbose",
-        verbose,
-        "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
-        lower_bound=0,
-        upper_bound=2,
-        flag_values=flag_values,
-    )
-
-
-def run_kwargs(flag_values=flags.FLAGS):
-    """Returns the keyword arguments of `run` set by `define_flags` flags.
-
-    Args:
-        flag_values: The parsed `absl.flags.FlagValues`.
-
-    Returns:
-        A dict with `epochs`, `seeds`, `data_dir`, `output_dir`, `logdir`,
-        `batch_size`, `learning_rate`, `patience`, `max_train_examples` and
-        `verbose`.
-
-    Example:
-
-    >>> result = run("digits", "mlp", FLAGS.algorithm, **run_kwargs())
-    """
-    return {
-        "epochs": flag_values.epochs,
-        "seeds": _parse_seeds(flag_values.seeds),
-        "data_dir": flag_values.data_dir,
-        "output_dir": flag_values.output_dir,
-        "logdir": flag_values.logdir,
-        "batch_size": flag_values.batch_size,
-        "learning_rate": flag_values.learning_rate,
-        "patience": flag_values.patience,
-        "max_train_examples": flag_values.max_train_examples,
-        "verbose": flag_values.verbose,
-    }
 
 
 def format_number(value, digits=4):

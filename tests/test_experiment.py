@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
 
 from keras_brainprop import architectures
 from keras_brainprop import datasets
@@ -239,24 +238,6 @@ def test_bad_arguments():
         experiment.run("digits", "mlp", seeds=[])
 
 
-def test_make_strategy_and_strategy_flags():
-    import tensorflow as tf
-
-    strategy = experiment.make_strategy("default")
-    assert strategy is tf.distribute.get_strategy()
-    assert experiment.is_chief(strategy)
-    with pytest.raises(ValueError, match="name='parameter_server'"):
-        experiment.make_strategy("parameter_server")
-    with pytest.raises(ValueError, match="cpu_replicas=-1"):
-        experiment.make_strategy("mirrored", cpu_replicas=-1)
-    flag_values = flags.FlagValues()
-    experiment.define_flags(strategy="default", flag_values=flag_values)
-    flag_values(["prog", "--strategy=mirrored", "--cpu_replicas=2"])
-    assert (flag_values.strategy, flag_values.cpu_replicas) == ("mirrored", 2)
-    with pytest.raises(flags.IllegalFlagValueError):
-        flag_values(["prog", "--strategy=tpu"])
-
-
 def test_demo_cli_runs_mirrored_on_cpu_replicas(tmp_path):
     completed = subprocess.run(
         [
@@ -291,25 +272,6 @@ def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
         )
     assert path is None
     assert not (tmp_path / "a.png").exists()
-
-
-def test_flags_and_run_kwargs():
-    flag_values = flags.FlagValues()
-    experiment.define_flags(
-        dataset="digits", architecture="mlp", flag_values=flag_values
-    )
-    flag_values(
-        ["prog", "--seeds=1,2", "--algorithm=ebp", "--epochs=3", "--logdir=x"]
-    )
-    kwargs = experiment.run_kwargs(flag_values)
-    assert kwargs["seeds"] == [1, 2]
-    assert (kwargs["epochs"], kwargs["logdir"]) == (3, "x")
-    assert flag_values.algorithm == "ebp"
-    assert flag_values.dataset == "digits"
-    bad = flags.FlagValues()
-    experiment.define_flags(flag_values=bad)
-    with pytest.raises(flags.IllegalFlagValueError):
-        bad(["prog", "--seeds=1,two"])
 
 
 def test_demo_cli_runs_end_to_end(tmp_path):
