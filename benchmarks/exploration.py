@@ -203,8 +203,7 @@ def main(argv):
             for eps, row in rows.items()
         },
         os.path.join(base_dir, "curves.png"),
-        title=f"{FLAGS.dataset} {FLAGS.architecture} BrainProp: validation "
-        "accuracy by exploration rate",
+        title=f"{FLAGS.dataset} {FLAGS.architecture}: BrainProp by epsilon",
         ylabel="validation accuracy (mean over seeds)",
     )
 
