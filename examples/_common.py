@@ -18,7 +18,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines `--algorithm=brainprop|ebp`, `--epochs`, `--seeds`,
-    `--data_dir`, `--logdir`, `--output_dir` and `experiment`'s other
+    `--data_dir`, `--logdir`, `--output_dir` and `kbp.cli`'s other
     shared flags."""
     cli.define_flags(algorithm="brainprop")
 

@@ -51,6 +51,7 @@ def train(run):
         epochs=run.epochs,
         callbacks=run.callbacks,
         verbose=run.verbose,
+        shuffle=False,  # kbp.datasets.load reshuffles every epoch itself.
     )
 
 
