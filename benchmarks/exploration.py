@@ -53,6 +53,20 @@ flags.DEFINE_list(
     "Comma-separated exploration rates of `kbp.policies.EpsilonBoltzmann` "
     "(temperature 1); the paper uses 0.02.",
 )
+
+
+def _valid_epsilons(values):
+    try:
+        return bool(values) and all(0.0 <= float(v) <= 1.0 for v in values)
+    except ValueError:
+        return False
+
+
+flags.register_validator(
+    "epsilons",
+    _valid_epsilons,
+    message="--epsilons must be comma-separated numbers in [0, 1].",
+)
 flags.DEFINE_float(
     "learned_recall",
     0.5,
@@ -111,7 +125,8 @@ def train_with_epsilon(epsilon, reports):
 def summarize(result, reports, learned_recall):
     """One row of the table: the seeds' results and class reports."""
     recalls = np.array([report["recall"] for report in reports])
-    worst = recalls.argmin(axis=1)
+    # A class absent from the test data has a NaN recall: skip it.
+    worst = np.nanargmin(recalls, axis=1)
     return {
         "seeds": result.seeds,
         "mean_test_accuracy": result.mean_test_accuracy,
@@ -119,7 +134,7 @@ def summarize(result, reports, learned_recall):
         "classes_learned": [
             int(np.sum(row >= learned_recall)) for row in recalls
         ],
-        "lowest_recall": [float(row.min()) for row in recalls],
+        "lowest_recall": [float(np.nanmin(row)) for row in recalls],
         "lowest_recall_class": worst.tolist(),
         "mean_q_of_lowest_class": [
             report["mean_q"][c] for report, c in zip(reports, worst)
