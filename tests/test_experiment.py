@@ -30,16 +30,21 @@ def _subprocess_env():
     return env
 
 
-def _run_benchmark(script, *args):
-    """Runs `benchmarks/<script>` with `args` in a fresh Python process."""
+def _run_python(*args):
+    """Runs `python *args` in a fresh process; returns the completed run."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         env=_subprocess_env(),
         timeout=300,
         check=False,
     )
+
+
+def _run_benchmark(script, *args):
+    """Runs `benchmarks/<script>` with `args` in a fresh Python process."""
+    return _run_python(str(ROOT / "benchmarks" / script), *args)
 
 
 @pytest.fixture(scope="module")
@@ -239,23 +244,15 @@ def test_bad_arguments():
 
 
 def test_demo_cli_runs_mirrored_on_cpu_replicas(tmp_path):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keras_brainprop",
-            "--strategy=mirrored",
-            "--cpu_replicas=2",
-            "--epochs=1",
-            "--max_train_examples=128",
-            "--algorithm=both",
-            f"--output_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        env=_subprocess_env(),
-        timeout=180,
-        check=False,
+    completed = _run_python(
+        "-m",
+        "keras_brainprop",
+        "--strategy=mirrored",
+        "--cpu_replicas=2",
+        "--epochs=1",
+        "--max_train_examples=128",
+        "--algorithm=both",
+        f"--output_dir={tmp_path}",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "2 replica(s)" in completed.stdout
@@ -275,20 +272,12 @@ def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
 
 
 def test_demo_cli_runs_end_to_end(tmp_path):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keras_brainprop",
-            "--epochs=1",
-            "--max_train_examples=64",
-            f"--output_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        env=_subprocess_env(),
-        timeout=300,
-        check=False,
+    completed = _run_python(
+        "-m",
+        "keras_brainprop",
+        "--epochs=1",
+        "--max_train_examples=64",
+        f"--output_dir={tmp_path}",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "| BrainProp |" in completed.stdout
