@@ -114,14 +114,14 @@ def _models(strategy, network_name):
 
     import keras_brainprop as kbp
     from keras_brainprop import architectures
-    from keras_brainprop.distribute import Backprop
+    from keras_brainprop.backprop_model import BackpropModel
 
     with strategy.scope():
         brainprop = kbp.wrap(
             architectures.build(network_name, INPUT_SHAPE, NUM_CLASSES)
         )
         brainprop.compile(optimizer=keras.optimizers.SGD(0.1))
-        ebp = Backprop(
+        ebp = BackpropModel(
             architectures.build(
                 network_name,
                 INPUT_SHAPE,
@@ -281,7 +281,7 @@ def _measure(setups, log_dir):
     """Returns {setup: {"network/algorithm": [images/s per round]}}."""
     groups = {}
     # Imported here: the main process needs TensorFlow only for this.
-    from keras_brainprop.distribute import free_local_ports
+    from keras_brainprop._ports import free_local_ports
 
     ports = free_local_ports(2)
     try:

@@ -42,7 +42,7 @@ Only the chief (worker 0) prints and writes `--output_dir` and `--logdir`;
 the other workers write theirs to a temporary directory they delete
 (`cli.chief_outputs`). The strategy comes from
 `cli.make_strategy`, and under it `experiment.compile_model` trains
-the EBP baseline through `keras_brainprop.distribute.Backprop`;
+the EBP baseline through `keras_brainprop.backprop_model.BackpropModel`;
 `python -m keras_brainprop --strategy=...` runs the same way.
 """
 

@@ -4,7 +4,6 @@ from keras_brainprop import architectures
 from keras_brainprop import callbacks
 from keras_brainprop import cli
 from keras_brainprop import datasets
-from keras_brainprop import distribute
 from keras_brainprop import experiment
 from keras_brainprop import layers
 from keras_brainprop import policies

@@ -57,7 +57,7 @@ from absl import logging
 
 from keras_brainprop import architectures
 from keras_brainprop import datasets
-from keras_brainprop import distribute
+from keras_brainprop.backprop_model import BackpropModel
 from keras_brainprop.model import wrap
 
 ALGORITHMS = ("brainprop", "ebp")
@@ -205,7 +205,7 @@ def compile_model(net, algorithm, learning_rate=0.1, seed=None, policy=None):
         algorithm: "brainprop" wraps `net` in a `BrainPropModel` (reward,
             no loss); "ebp" compiles `net` itself with the cross-entropy,
             or, inside a `tf.distribute` strategy's scope, `net` wrapped in
-            a `distribute.Backprop` model.
+            a `BackpropModel` model.
         learning_rate: SGD learning rate (no momentum, as in the paper).
         seed: Exploration seed of BrainProp; ignored by EBP.
         policy: BrainProp's action selection (`kbp.policies`); None for
@@ -213,7 +213,7 @@ def compile_model(net, algorithm, learning_rate=0.1, seed=None, policy=None):
 
     Returns:
         The compiled model to `fit`: a `BrainPropModel` or a
-        `distribute.Backprop` sharing `net`'s weights, or `net`. All log
+        `BackpropModel` sharing `net`'s weights, or `net`. All log
         "accuracy".
 
     Example:
@@ -231,7 +231,7 @@ def compile_model(net, algorithm, learning_rate=0.1, seed=None, policy=None):
             "A policy only applies to BrainProp; EBP chooses no actions. "
             f"Received: algorithm={algorithm!r}, policy={policy!r}"
         )
-    model = distribute.Backprop(net) if tf.distribute.has_strategy() else net
+    model = BackpropModel(net) if tf.distribute.has_strategy() else net
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",

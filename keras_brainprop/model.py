@@ -5,7 +5,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from keras_brainprop import distribute
+from keras_brainprop import _keras_fixes
 from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
 
@@ -139,7 +139,7 @@ class _NoDataCheck(keras.callbacks.Callback):
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
-class BrainPropModel(distribute.ReplicaSafeModel):
+class BrainPropModel(_keras_fixes.ReplicaSafeModel):
     """A Keras model that trains its network from reward with BrainProp.
 
     For each training sample the network outputs Q-values, one per action
@@ -388,7 +388,7 @@ class BrainPropModel(distribute.ReplicaSafeModel):
         self.explore_rate_tracker.update_state(explored)
         self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
         # Across workers each step log costs a collective: keep the loss.
-        return distribute.step_logs(self.get_metrics_result(), keep=["loss"])
+        return _keras_fixes.step_logs(self.get_metrics_result(), keep=["loss"])
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -403,12 +403,12 @@ class BrainPropModel(distribute.ReplicaSafeModel):
         self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
         logs = self.get_metrics_result()
         logs.pop("explore_rate", None)  # Evaluation is greedy.
-        return distribute.step_logs(logs, keep=["loss"])
+        return _keras_fixes.step_logs(logs, keep=["loss"])
 
     def _get_metrics_result_or_logs(self, logs):
         # Keras reads the final logs from the metrics' variables, summed
         # over all replicas, only if the step logs name every metric; ours
-        # may name fewer (see test_step and distribute.step_logs).
+        # may name fewer (see test_step and _keras_fixes.step_logs).
         results = self.get_metrics_result()
         if not isinstance(logs, dict) or not set(logs) <= set(results):
             return logs

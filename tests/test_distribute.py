@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_brainprop.distribute import free_local_ports
+from keras_brainprop._ports import free_local_ports
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _WORKER_SCRIPT = os.path.join(_HERE, "distribute_worker.py")
@@ -302,12 +302,12 @@ def test_backprop_wrapper_trains_saves_and_loads(tmp_path):
     import keras
     import numpy as np
 
-    from keras_brainprop.distribute import Backprop
+    from keras_brainprop.backprop_model import BackpropModel
 
     network = keras.Sequential(
         [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")]
     )
-    model = Backprop(network)
+    model = BackpropModel(network)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
     y = np.arange(16) % 3
@@ -316,7 +316,21 @@ def test_backprop_wrapper_trains_saves_and_loads(tmp_path):
     assert not np.allclose(before, network.get_weights()[0])
     model.save(tmp_path / "backprop.keras")
     reloaded = keras.models.load_model(tmp_path / "backprop.keras")
-    assert isinstance(reloaded, Backprop)
+    assert isinstance(reloaded, BackpropModel)
     np.testing.assert_allclose(
         reloaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+def test_backprop_model_loads_under_its_old_registered_name():
+    import keras
+
+    from keras_brainprop.backprop_model import BackpropModel
+
+    network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    config = keras.saving.serialize_keras_object(BackpropModel(network))
+    assert config["registered_name"] == "keras_brainprop>BackpropModel"
+    config["registered_name"] = "keras_brainprop>Backprop"
+    assert isinstance(
+        keras.saving.deserialize_keras_object(config), BackpropModel
     )

@@ -1,0 +1,62 @@
+"""BackpropModel: the backprop baseline under `tf.distribute`."""
+
+import keras
+
+from keras_brainprop import _keras_fixes
+
+
+@keras.saving.register_keras_serializable(package="keras_brainprop")
+class BackpropModel(_keras_fixes.ReplicaSafeModel):
+    """The backprop (EBP) baseline: `network` trained by Keras' own step.
+
+    Only needed under `tf.distribute`, where Keras 3.15 cannot train a plain
+    model (see `keras_brainprop._keras_fixes`); elsewhere compile the network
+    itself.
+
+    Args:
+        network: the `keras.Model` to train, e.g. from
+            `architectures.build(..., output_activation="softmax")`.
+        **kwargs: passed to `keras.Model`.
+
+    Example:
+
+    >>> with tf.distribute.MirroredStrategy().scope():
+    ...     model = BackpropModel(net)
+    ...     model.compile(optimizer="sgd",
+    ...                   loss="sparse_categorical_crossentropy")
+    >>> model.fit(dataset)
+    """
+
+    def __init__(self, network, **kwargs):
+        kwargs.setdefault("name", f"backprop_{network.name}")
+        super().__init__(**kwargs)
+        self.network = network
+        self.built = network.built
+
+    def call(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+    def train_step(self, data):
+        return _keras_fixes.step_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return _keras_fixes.step_logs(super().test_step(data))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "network": keras.saving.serialize_keras_object(self.network),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(
+            config["network"], custom_objects=custom_objects
+        )
+        return cls(**config)
+
+
+# Files saved before the rename name the class "keras_brainprop>Backprop".
+keras.saving.get_custom_objects()["keras_brainprop>Backprop"] = BackpropModel
