@@ -26,7 +26,7 @@ from absl import flags  # noqa: E402
 import keras_brainprop as kbp  # noqa: E402
 from keras_brainprop import datasets  # noqa: E402
 from keras_brainprop import policies  # noqa: E402
-from keras_brainprop import resilience  # noqa: E402
+from keras_brainprop.callbacks import backup_and_restore as resilience  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(

@@ -49,7 +49,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from keras_brainprop import datasets  # noqa: E402
-from keras_brainprop import resilience  # noqa: E402
+from keras_brainprop.callbacks import backup_and_restore as resilience  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 30, "Training epochs of each run.")

@@ -7,7 +7,6 @@ from keras_brainprop import datasets
 from keras_brainprop import experiment
 from keras_brainprop import layers
 from keras_brainprop import policies
-from keras_brainprop import resilience
 from keras_brainprop import rewards
 from keras_brainprop.layers import LocallyConnected2D
 from keras_brainprop.model import BrainPropModel

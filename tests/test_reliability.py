@@ -19,8 +19,8 @@ import tensorflow as tf
 import keras_brainprop as kbp
 from keras_brainprop import datasets
 from keras_brainprop import policies
-from keras_brainprop import resilience
 from keras_brainprop import rewards
+from keras_brainprop.callbacks import backup_and_restore
 
 NUM_ACTIONS = 4
 MODES = pytest.mark.parametrize(
@@ -401,7 +401,7 @@ def test_backup_never_keeps_nan_weights(tmp_path):
     model = kbp.wrap(dense_net(), policy="greedy")
     model.compile(optimizer=keras.optimizers.SGD(1e12))
     x, y = toy_data(64)
-    backup = resilience.BackupAndRestore(tmp_path, save_freq=1)
+    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=1)
     with pytest.warns(UserWarning, match="NaN or Inf"):
         history = model.fit(
             x * 1e3,
@@ -412,7 +412,7 @@ def test_backup_never_keeps_nan_weights(tmp_path):
             verbose=0,
         ).history
     assert not np.isfinite(history["loss"][-1])
-    manifest, arrays = resilience.read_backup(backup.path)
+    manifest, arrays = backup_and_restore.read_backup(backup.path)
     assert 0 < manifest["steps"] < int(model.optimizer.iterations)
     saved = [v for k, v in arrays.items() if k.startswith("model_")]
     assert len(saved) == len(model.variables)
@@ -468,7 +468,9 @@ def test_interrupted_training_resumes_exactly(
     for after_batches in interruptions:
         # A new model each time, as in a restarted process.
         model = _resumable_model()
-        backup = resilience.BackupAndRestore(tmp_path, save_freq=save_freq)
+        backup = backup_and_restore.BackupAndRestore(
+            tmp_path, save_freq=save_freq
+        )
         with pytest.raises(Interrupted):
             model.fit(
                 X, Y, callbacks=[backup, Interrupt(after_batches)], **FIT_ARGS
@@ -476,7 +478,7 @@ def test_interrupted_training_resumes_exactly(
     # A process killed while writing leaves a stray temporary file.
     (tmp_path / ".backup-killed.npz.tmp").write_bytes(b"half a backup")
     model = _resumable_model()
-    backup = resilience.BackupAndRestore(tmp_path, save_freq=save_freq)
+    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=save_freq)
     history = model.fit(X, Y, callbacks=[backup], **FIT_ARGS).history
     restored = backup.restored
     assert (restored["epoch"], restored["batch"]) == resumed_at
@@ -548,8 +550,13 @@ def test_seeded_stream_from_our_loader_resumes_exactly(tmp_path):
 
     expected, expected_history = run([])
     with pytest.raises(Interrupted):
-        run([resilience.BackupAndRestore(tmp_path, save_freq=4), Interrupt(9)])
-    backup = resilience.BackupAndRestore(tmp_path, save_freq=4)
+        run(
+            [
+                backup_and_restore.BackupAndRestore(tmp_path, save_freq=4),
+                Interrupt(9),
+            ]
+        )
+    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=4)
     model, history = run([backup])
     assert (backup.restored["epoch"], backup.restored["batch"]) == (1, 2)
     assert_states_equal(state_of(expected), state_of(model))
@@ -558,7 +565,7 @@ def test_seeded_stream_from_our_loader_resumes_exactly(tmp_path):
 
 def test_backup_of_another_model_is_refused(tmp_path):
     model = _resumable_model()
-    backup = resilience.BackupAndRestore(tmp_path, save_freq=1)
+    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=1)
     with pytest.raises(Interrupted):
         model.fit(X, Y, callbacks=[backup, Interrupt(1)], **FIT_ARGS)
     other = compiled(dense_net(num_actions=3))
@@ -570,7 +577,7 @@ def test_atomic_write_keeps_the_old_backup_when_interrupted(
     tmp_path, monkeypatch
 ):
     path = tmp_path / "backup.npz"
-    resilience.write_atomically(path, {"a": np.arange(3)})
+    backup_and_restore.write_atomically(path, {"a": np.arange(3)})
 
     class Killed(BaseException):
         pass
@@ -581,7 +588,7 @@ def test_atomic_write_keeps_the_old_backup_when_interrupted(
 
     monkeypatch.setattr(np, "savez", dies_half_way)
     with pytest.raises(Killed):
-        resilience.write_atomically(path, {"a": np.arange(5)})
+        backup_and_restore.write_atomically(path, {"a": np.arange(5)})
     monkeypatch.undo()
     with np.load(path) as data:
         np.testing.assert_array_equal(data["a"], np.arange(3))
@@ -590,22 +597,24 @@ def test_atomic_write_keeps_the_old_backup_when_interrupted(
 
 def test_damaged_backup_gives_a_clear_error(tmp_path):
     path = tmp_path / "backup.npz"
-    resilience.write_atomically(
+    backup_and_restore.write_atomically(
         path, {"manifest": np.array("{}"), "model_0": np.zeros(1000)}
     )
     with pytest.raises(ValueError, match="not a keras_brainprop"):
-        resilience.read_backup(path)
+        backup_and_restore.read_backup(path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # One flipped byte inside the arrays.
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="cannot be read.*damaged"):
-        resilience.read_backup(path)
+        backup_and_restore.read_backup(path)
 
 
 def test_backup_arguments_are_checked():
     for save_freq in (0, -2, 1.5, True, "batch"):
         with pytest.raises(ValueError, match="Received: save_freq"):
-            resilience.BackupAndRestore("/tmp/unused", save_freq=save_freq)
+            backup_and_restore.BackupAndRestore(
+                "/tmp/unused", save_freq=save_freq
+            )
 
 
 # Reproducibility: op determinism is process-global and cannot be turned
