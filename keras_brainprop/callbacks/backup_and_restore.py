@@ -26,6 +26,10 @@ import zipfile
 import keras
 import numpy as np
 
+from keras_brainprop import _keras_fixes
+
+# The class once lived in keras_brainprop.resilience: the name stays, so
+# that backups written then still resume.
 _FORMAT = "keras_brainprop.resilience.BackupAndRestore/1"
 _BACKUP_FILE = "backup.npz"
 _TEMP_PREFIX = ".backup-"
@@ -95,7 +99,7 @@ def read_backup(path):
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(
             f"The training backup {path} cannot be read: it is damaged or "
-            "was not written by keras_brainprop.resilience.BackupAndRestore. "
+            "was not written by keras_brainprop.callbacks.BackupAndRestore. "
             f"Delete it to train from the start. Received: {error!r}"
         ) from error
     found = manifest.get("format") if isinstance(manifest, dict) else None
@@ -176,8 +180,8 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     Example:
 
-    >>> from keras_brainprop import resilience
-    >>> backup = resilience.BackupAndRestore("/tmp/run1", save_freq=100)
+    >>> backup = keras_brainprop.callbacks.BackupAndRestore(
+    ...     "/tmp/run1", save_freq=100)
     >>> model.fit(x, y, shuffle=False, epochs=20, callbacks=[backup])
     >>> # Killed? Run the same lines again: it continues where it stopped.
     """
@@ -237,14 +241,14 @@ class BackupAndRestore(keras.callbacks.Callback):
         model = self.model
         if model.steps_per_execution != 1:
             raise ValueError(
-                "keras_brainprop.resilience.BackupAndRestore needs "
+                "keras_brainprop.callbacks.BackupAndRestore needs "
                 "compile(steps_per_execution=1). Received: "
                 f"steps_per_execution={model.steps_per_execution}"
             )
         self._reset_run_state()
         self.restored = None
         # Left over if an earlier fit() was interrupted after resuming.
-        model._initial_epoch = None
+        _keras_fixes.set_initial_epoch(model, None)
         for stray in glob.glob(
             os.path.join(self.backup_dir, f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}")
         ):
@@ -253,7 +257,7 @@ class BackupAndRestore(keras.callbacks.Callback):
                 os.remove(stray)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        self._wrap_train_function()
+        _keras_fixes.wrap_train_function(model, self._train_or_replay)
         if os.path.exists(self.path):
             self._restore(*read_backup(self.path))
 
@@ -280,13 +284,9 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._fill_history_epochs()
-        model = self.model
-        train_function = model.train_function
-        model.train_function = getattr(
-            train_function, "_kbp_unwrapped", train_function
-        )
+        _keras_fixes.unwrap_train_function(self.model)
         # Keras reads it at every fit() start; do not resume twice.
-        model._initial_epoch = None
+        _keras_fixes.set_initial_epoch(self.model, None)
         if self.delete_checkpoint and os.path.exists(self.path):
             if self._weights_finite():
                 os.remove(self.path)
@@ -298,18 +298,6 @@ class BackupAndRestore(keras.callbacks.Callback):
                 )
 
     # Replaying the interrupted epoch.
-
-    def _wrap_train_function(self):
-        model = self.model
-        original = getattr(
-            model.train_function, "_kbp_unwrapped", model.train_function
-        )
-
-        def train_function(iterator):
-            return self._train_or_replay(original, iterator)
-
-        train_function._kbp_unwrapped = original
-        model.train_function = train_function
 
     def _train_or_replay(self, train_function, iterator):
         if iterator is not self._iterator:
@@ -398,8 +386,7 @@ class BackupAndRestore(keras.callbacks.Callback):
                 arrays[f"metrics_{i}"]
                 for i in range(manifest["counts"]["metrics"])
             ]
-        # Keras' own BackupAndRestore resumes through this attribute too.
-        self.model._initial_epoch = manifest["epoch"]
+        _keras_fixes.set_initial_epoch(self.model, manifest["epoch"])
         history = self.model.history
         for _, epoch_logs in self._history:
             for key, value in epoch_logs.items():
