@@ -7,6 +7,7 @@ the environment is pointed at empty directories and tensorflow-datasets is
 replaced by fakes wherever it could be reached.
 """
 
+import dataclasses
 import gzip
 import json
 import pathlib
@@ -22,6 +23,9 @@ import pytest
 import tensorflow as tf
 
 from keras_brainprop import datasets
+from keras_brainprop.datasets import _idx
+from keras_brainprop.datasets import _load
+from keras_brainprop.datasets import _sources
 
 FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
@@ -265,6 +269,43 @@ def test_keras_mnist_npz_and_environment_directory(
     assert datasets.load_arrays("fashion_mnist", "test")[0].shape[0] == 7
 
 
+def test_a_new_dataset_is_one_registry_entry(tmp_path, monkeypatch):
+    # An IDX-format dataset the package does not know, declared in one place.
+    entry = _sources.Dataset(
+        name="kuzushiji_mnist",
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        num_train_examples=60000,
+        num_test_examples=10000,
+        max_pixel_value=255,
+        tfds_name=None,
+        homepage="https://github.com/rois-codh/kmnist",
+        looked_for="the four Kuzushiji-MNIST IDX files",
+        how_to_get="download them from https://github.com/rois-codh/kmnist",
+        find=_idx.find,
+        aliases=("kmnist",),
+    )
+    monkeypatch.setitem(_load.REGISTRY, "kuzushiji_mnist", entry)
+    spec = datasets.info("Kuzushiji-MNIST")
+    assert type(spec) is datasets.DatasetInfo
+    assert (spec.name, spec.input_shape) == ("kuzushiji_mnist", (28, 28, 1))
+    with pytest.raises(datasets.DatasetNotFoundError) as caught:
+        datasets.load_arrays("kuzushiji_mnist", "test", data_dir=tmp_path)
+    message = str(caught.value)
+    assert "Looked for the four Kuzushiji-MNIST IDX files in" in message
+    assert str(tmp_path / "kmnist") in caught.value.paths_tried
+    assert "github.com/rois-codh/kmnist. tensorflow-datasets" in message
+    _, _, test_images, test_labels = write_mnist_like(tmp_path / "kmnist")
+    x, y = datasets.load_arrays("kuzushiji_mnist", "test", data_dir=tmp_path)
+    np.testing.assert_allclose(x[..., 0], test_images / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y, test_labels)
+    images, labels, sizes = collect(
+        datasets.load("kuzushiji_mnist", "validation", data_dir=tmp_path)
+    )
+    assert images.shape == (5, 28, 28, 1) and sizes == [5]
+    assert len(np.unique(labels)) == 5  # Stratified: five classes, one each.
+
+
 # Validation split.
 
 
@@ -409,12 +450,12 @@ def test_arrays_are_fresh_and_cached(tmp_path):
     x, y = datasets.load_arrays("mnist", "test", data_dir=tmp_path, scale=False)
     assert x.dtype == np.uint8 and x.flags.writeable and y.flags.writeable
     x[:] = 0
-    hits = datasets._read_source.cache_info().hits
+    hits = _sources.read_source.cache_info().hits
     again, _ = datasets.load_arrays(
         "mnist", "test", data_dir=tmp_path, scale=False
     )
     assert again.max() > 0
-    assert datasets._read_source.cache_info().hits == hits + 1
+    assert _sources.read_source.cache_info().hits == hits + 1
 
 
 # CIFAR.
@@ -519,9 +560,10 @@ def test_missing_data_error_names_paths_and_remedies(tmp_path):
 
 
 def test_missing_fashion_mnist_mentions_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setitem(
-        datasets._SYSTEM_DIRS, "fashion_mnist", (str(tmp_path / "system"),)
+    entry = dataclasses.replace(
+        _load.REGISTRY["fashion_mnist"], system_dirs=(str(tmp_path / "system"),)
     )
+    monkeypatch.setitem(_load.REGISTRY, "fashion_mnist", entry)
     with pytest.raises(datasets.DatasetNotFoundError) as caught:
         datasets.load_arrays("fashion_mnist", "test")
     assert "dataset-fashion-mnist" in str(caught.value)
