@@ -1,13 +1,14 @@
 """BrainPropModel: trains a Keras classifier from reward with BrainProp."""
 
-import warnings
-
 import keras
 import tensorflow as tf
 
+from keras_brainprop import _checks
 from keras_brainprop import _keras_fixes
 from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
+from keras_brainprop.callbacks._no_data_check import NoDataCheck
+from keras_brainprop.step import brainprop_step
 
 _LOSS_ERROR = (
     "BrainPropModel learns from reward, not from a loss: the network picks "
@@ -17,125 +18,11 @@ _LOSS_ERROR = (
 )
 
 
-def _output_activation_name(network):
-    layers = getattr(network, "layers", None)
-    if not layers:
-        return None
-    last = layers[-1]
-    if isinstance(last, keras.layers.Softmax):
-        return "softmax"
-    activation = getattr(last, "activation", None)
-    name = getattr(activation, "__name__", None)
-    return name if name in ("softmax", "sigmoid") else None
-
-
-def _check_q_values(outputs):
-    if isinstance(outputs, (list, tuple, dict)):
-        raise ValueError(
-            "BrainProp needs a network with a single output, the Q-values "
-            "[batch, actions]. Received: a network with "
-            f"{len(outputs)} outputs"
-        )
-    shape = tuple(outputs.shape)
-    if len(shape) != 2 or shape[-1] is None:
-        raise ValueError(
-            "The network's output must be Q-values of shape [batch, actions] "
-            "with a known number of actions. Received: output shape "
-            f"{shape}"
-        )
-
-
-def _check_network(network):
-    if not isinstance(network, keras.Model):
-        raise ValueError(f"wrap() takes a keras.Model. Received: {network!r}")
-    try:
-        outputs = network.outputs
-    except (AttributeError, ValueError):
-        outputs = None  # Subclassed or unbuilt: checked at the first call.
-    if outputs is not None:
-        _check_q_values(outputs[0] if len(outputs) == 1 else outputs)
-    activation = _output_activation_name(network)
-    if activation is not None:
-        warnings.warn(
-            f"The network's output layer applies {activation}. BrainProp "
-            "reads the outputs as Q-values, estimates of the reward of each "
-            "action, and regresses them onto rewards; a squashing output "
-            "slows or stalls learning. Use a linear output layer.",
-            stacklevel=3,
-        )
-
-
 def _replica_id():
     context = tf.distribute.get_replica_context()
     if context is None:
         return tf.constant(0, "int32")
     return tf.cast(context.replica_id_in_sync_group, "int32")
-
-
-def _finite_inputs(x):
-    # One NaN or Inf input turns every weight into NaN in a single step:
-    # stop before the update instead. One cheap pass over the batch.
-    def check(value):
-        if isinstance(value, tf.Tensor) and value.dtype.is_floating:
-            return tf.debugging.check_numerics(
-                value,
-                "Training inputs must be finite; a NaN or Inf input would "
-                "make every weight NaN. Received: inputs with NaN or Inf",
-            )
-        return value
-
-    return tf.nest.map_structure(check, x)
-
-
-def _static_num_actions(network):
-    # Known before the first call for Sequential and functional networks.
-    try:
-        outputs = network.outputs
-    except (AttributeError, ValueError):
-        return None
-    if outputs and len(outputs) == 1 and len(outputs[0].shape) == 2:
-        return outputs[0].shape[-1]
-    return None
-
-
-def _after_checks(value):
-    return tf.identity(value) if isinstance(value, tf.Tensor) else value
-
-
-def _describe_data(x):
-    if isinstance(x, tf.data.Dataset):
-        cardinality = int(x.cardinality())
-        if cardinality < 0:
-            return "x=<tf.data.Dataset of unknown size>"
-        return f"x=<tf.data.Dataset of {cardinality} batches>"
-    shape = getattr(x, "shape", None)
-    if shape is not None:
-        return f"x with shape {tuple(shape)}"
-    return f"x of type {type(x).__name__}"
-
-
-class _NoDataCheck(keras.callbacks.Callback):
-    """Makes fit() raise when an epoch runs no training step (empty data);
-    Keras 3 only warns and returns."""
-
-    def __init__(self, description):
-        super().__init__()
-        self.description = description
-        self.steps = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.steps = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.steps == 0:
-            raise ValueError(
-                f"fit() got no training data: epoch {epoch + 1} ran no "
-                "training step. The dataset or arrays are empty (or were "
-                f"filtered to nothing). Received: {self.description}"
-            )
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
@@ -195,7 +82,7 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
                 "KERAS_BACKEND=tensorflow. Received: backend="
                 f"{keras.backend.backend()!r}"
             )
-        _check_network(network)
+        _checks.check_network(network)
         kwargs.setdefault("name", f"brainprop_{network.name}")
         super().__init__(**kwargs)
         self.network = network
@@ -213,7 +100,7 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
 
     def call(self, inputs, training=None):
         q_values = self.network(inputs, training=training)
-        _check_q_values(q_values)
+        _checks.check_q_values(q_values)
         return q_values
 
     def build(self, input_shape):
@@ -243,21 +130,17 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
 
     @property
     def metrics(self):
-        # Our own "loss" tracker replaces the one compile() creates, which
-        # would track a compiled loss that BrainProp does not have.
-        keras_loss_tracker = getattr(self, "_loss_tracker", None)
+        # Our own "loss" tracker replaces the one compile() creates.
         own = [
             self.loss_tracker,
             self.reward_tracker,
             self.rpe_tracker,
             self.explore_rate_tracker,
         ]
-        others = [
-            m
-            for m in super().metrics
-            if m is not keras_loss_tracker and all(m is not o for o in own)
-        ]
-        return own + others
+        others = _keras_fixes.without_compile_loss_tracker(
+            self, super().metrics
+        )
+        return own + [m for m in others if all(m is not o for o in own)]
 
     def _step_seed(self):
         # A fresh stateless seed per step and per replica, derived from the
@@ -269,33 +152,22 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         )
         return tf.random.experimental.stateless_fold_in(seed, _replica_id())
 
-    def _rewards(self, y, actions, num_actions):
-        rewards = self.reward(y, actions, num_actions)
-        batch_size = actions.shape[0]  # Static when known: checked earlier.
-        if batch_size is None:
-            batch_size = tf.shape(actions)[0]
-        return rewards_lib.check_rewards(rewards, batch_size)
+    def _with_regularization(self, loss):
+        # The network's regularization losses, as Keras adds them to a
+        # compiled loss.
+        if self.losses:
+            loss += tf.cast(tf.add_n(self.losses), "float32")
+        return loss
 
-    def _prediction_error(self, q_values, actions, rewards, sample_weight):
-        """Returns (mean 0.5 * delta**2 weighted Keras-style, delta)."""
-        chosen_q = tf.gather(
-            tf.cast(q_values, "float32"), actions, batch_dims=1
+    def _update_metrics(self, y, q_values, sample_weight, loss, step):
+        self.loss_tracker.update_state(
+            loss, sample_weight=tf.shape(step.rewards)[0]
         )
-        reward_prediction_error = rewards - chosen_q
-        per_sample = 0.5 * tf.square(reward_prediction_error)
-        if sample_weight is not None:
-            sample_weight = tf.reshape(tf.cast(sample_weight, "float32"), [-1])
-            per_sample = per_sample * sample_weight
-        batch_size = tf.cast(tf.shape(per_sample)[0], "float32")
-        loss = tf.math.divide_no_nan(tf.reduce_sum(per_sample), batch_size)
-        return loss, reward_prediction_error
-
-    def _update_metrics(self, y, q_values, sample_weight, loss, rpe, rewards):
-        self.loss_tracker.update_state(loss, sample_weight=tf.shape(rpe)[0])
-        self.reward_tracker.update_state(rewards)
-        self.rpe_tracker.update_state(rpe)
-        if y is not None and self._compile_metrics is not None:
-            self._compile_metrics.update_state(y, q_values, sample_weight)
+        self.reward_tracker.update_state(step.rewards)
+        self.rpe_tracker.update_state(step.reward_prediction_error)
+        if y is None:  # A reward without targets: nothing to compare with.
+            return self.get_metrics_result()
+        return self.compute_metrics(None, y, q_values, sample_weight)
 
     def fit(
         self,
@@ -315,7 +187,7 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         """
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             # First, so that it stops fit() before other callbacks act.
-            callbacks = [_NoDataCheck(_describe_data(x)), *(callbacks or [])]
+            callbacks = [NoDataCheck(x), *(callbacks or [])]
         return super().fit(
             x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs
         )
@@ -351,29 +223,19 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x = _finite_inputs(x)
-        num_actions = _static_num_actions(self.network)
-        if num_actions is not None:
-            # Bad targets stop the step before the forward pass, which
-            # would update batch-norm statistics.
-            checks = self.reward.check_targets(y, num_actions)
-            with tf.control_dependencies(checks):
-                x = tf.nest.map_structure(_after_checks, x)
+        x = _checks.check_batch(x, y, self.reward, self.network)
         with tf.GradientTape() as tape:
             q_values = self(x, training=True)
-            num_actions = q_values.shape[-1]
-            # The policy only reads Q; credit flows through Q[action] alone.
-            actions = self.policy(
-                tf.stop_gradient(q_values),
+            step = brainprop_step(
+                q_values,
+                y,
+                self.reward,
+                self.policy,
                 self.optimizer.iterations,
                 self._step_seed(),
+                sample_weight,
             )
-            rewards = self._rewards(y, actions, num_actions)
-            loss, rpe = self._prediction_error(
-                q_values, actions, rewards, sample_weight
-            )
-            if self.losses:
-                loss += tf.cast(tf.add_n(self.losses), "float32")
+            loss = self._with_regularization(step.loss)
             # Gradients are summed over replicas: average the global batch.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
@@ -383,39 +245,21 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         with tf.control_dependencies([loss]):
             self.optimizer.apply(gradients, self.trainable_variables)
 
-        greedy = tf.argmax(q_values, axis=-1, output_type="int32")
-        explored = tf.cast(tf.not_equal(actions, greedy), "float32")
-        self.explore_rate_tracker.update_state(explored)
-        self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
+        self.explore_rate_tracker.update_state(step.explored)
+        logs = self._update_metrics(y, q_values, sample_weight, loss, step)
         # Across workers each step log costs a collective: keep the loss.
-        return _keras_fixes.step_logs(self.get_metrics_result(), keep=["loss"])
+        return _keras_fixes.step_logs(logs, keep=["loss"])
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         q_values = self(x, training=False)
-        actions = tf.argmax(q_values, axis=-1, output_type="int32")
-        rewards = self._rewards(y, actions, q_values.shape[-1])
-        loss, rpe = self._prediction_error(
-            q_values, actions, rewards, sample_weight
+        step = brainprop_step(
+            q_values, y, self.reward, sample_weight=sample_weight
         )
-        if self.losses:
-            loss += tf.cast(tf.add_n(self.losses), "float32")
-        self._update_metrics(y, q_values, sample_weight, loss, rpe, rewards)
-        logs = self.get_metrics_result()
+        loss = self._with_regularization(step.loss)
+        logs = self._update_metrics(y, q_values, sample_weight, loss, step)
         logs.pop("explore_rate", None)  # Evaluation is greedy.
         return _keras_fixes.step_logs(logs, keep=["loss"])
-
-    def _get_metrics_result_or_logs(self, logs):
-        # Keras reads the final logs from the metrics' variables, summed
-        # over all replicas, only if the step logs name every metric; ours
-        # may name fewer (see test_step and _keras_fixes.step_logs).
-        results = self.get_metrics_result()
-        if not isinstance(logs, dict) or not set(logs) <= set(results):
-            return logs
-        explored = tf.convert_to_tensor(self.explore_rate_tracker.count)
-        if "explore_rate" not in logs and not explored:
-            results.pop("explore_rate", None)  # Evaluation: greedy.
-        return results
 
     def get_config(self):
         return {

@@ -1,12 +1,12 @@
-"""Callbacks that show in TensorBoard what a BrainProp agent is learning."""
+"""BrainPropMonitor: shows in TensorBoard what a BrainProp agent learns."""
 
 import os
 
 import keras
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 
-from keras_brainprop import rewards as rewards_lib
-from keras_brainprop.model import BrainPropModel
+from keras_brainprop.step import brainprop_step
 
 # The probe goes through the network in chunks of this many samples, so a
 # large probe of a deep network never holds all its activations at once.
@@ -20,63 +20,28 @@ _TRAIN_LOGS = {
 }
 
 
-def _summary_metadata(plugin_name, data_class):
-    # What TensorBoard's own tf.summary.scalar / histogram attach. Writing
-    # it ourselves keeps the tensorboard package optional: TensorFlow 2.21
-    # does not install it, and it is needed only to view the logs.
-    return tf.compat.v1.SummaryMetadata(
-        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(
-            plugin_name=plugin_name
-        ),
-        data_class=data_class,
-    )
-
-
-_SCALAR_METADATA = _summary_metadata("scalars", "DATA_CLASS_SCALAR")
-_HISTOGRAM_METADATA = _summary_metadata("histograms", "DATA_CLASS_TENSOR")
-
-
-def _write_scalar(tag, value, step):
-    tf.summary.write(
-        tag, tf.cast(value, "float32"), step=step, metadata=_SCALAR_METADATA
-    )
-
-
-def _write_histogram(tag, buckets, step):
-    tf.summary.write(tag, buckets, step=step, metadata=_HISTOGRAM_METADATA)
-
-
-def _histogram_buckets(values, bucket_count):
-    """Returns TensorBoard's histogram tensor: [buckets, 3] (left, right, n).
-
-    Non-finite values are left out, so a diverged network shows as a count
-    smaller than the number of values.
-    """
-    values = tf.reshape(tf.cast(values, "float64"), [-1])
+def _write_histogram(tag, values, buckets, step):
+    # Non-finite values are left out, so a diverged network shows as a
+    # count smaller than the number of values.
+    values = tf.reshape(values, [-1])
     values = tf.boolean_mask(values, tf.math.is_finite(values))
-    if int(tf.size(values)) == 0:
-        return tf.zeros([0, 3], "float64")
-    low = tf.reduce_min(values)
-    high = tf.reduce_max(values)
-    # Equal values get a unit-wide range and so fill one middle bucket.
-    flat = tf.equal(low, high)
-    low = tf.where(flat, low - 0.5, low)
-    high = tf.where(flat, high + 0.5, high)
-    width = (high - low) / bucket_count
-    indices = tf.cast(tf.floor((values - low) / width), "int32")
-    # The maximum itself belongs to the last bucket, not one past it.
-    indices = tf.minimum(indices, bucket_count - 1)
+    tf.summary.histogram(tag, values, step=step, buckets=buckets)
+
+
+def _write_action_histogram(tag, actions, num_actions, step):
+    # One bucket per action, centred on its index: tf.summary.histogram
+    # would spread its buckets between the smallest and largest action.
     counts = tf.math.bincount(
-        indices, minlength=bucket_count, maxlength=bucket_count, dtype="float64"
+        actions, minlength=num_actions, maxlength=num_actions, dtype="float64"
     )
-    edges = tf.linspace(low, high, bucket_count + 1)
-    return tf.stack([edges[:-1], edges[1:], counts], axis=1)
-
-
-def _action_buckets(counts):
-    """One histogram bucket per action, centred on the action's index."""
-    actions = tf.range(tf.shape(counts)[0], dtype="float64")
-    return tf.stack([actions - 0.5, actions + 0.5, counts], axis=1)
+    centres = tf.range(num_actions, dtype="float64")
+    tf.summary.write(
+        tag,
+        tf.stack([centres - 0.5, centres + 0.5, counts], axis=1),
+        step=step,
+        metadata=histogram_metadata.create_summary_metadata(tag, ""),
+    )
+    return counts
 
 
 def _num_samples(structure):
@@ -222,8 +187,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
     copy of the trainable weights (two with an int `update_freq`) and work
     on the accelerator: no weights are copied to the host. The monitor needs
     a `BrainPropModel` (from `keras_brainprop.wrap`); any other model raises
-    a `ValueError` when training starts. The `tensorboard` package is only
-    needed to view the logs (and by `keras.callbacks.TensorBoard`).
+    a `ValueError` when training starts.
 
     Args:
         log_dir: the directory of the logs, as for
@@ -325,6 +289,9 @@ class BrainPropMonitor(keras.callbacks.Callback):
         self._last_batch_log = 0
 
     def set_model(self, model):
+        # Imported here: model.py imports this package.
+        from keras_brainprop.model import BrainPropModel
+
         if not isinstance(model, BrainPropModel):
             raise ValueError(
                 "BrainPropMonitor needs a BrainPropModel, e.g. "
@@ -391,12 +358,12 @@ class BrainPropMonitor(keras.callbacks.Callback):
         with self._writer.as_default():
             for key, name in _TRAIN_LOGS.items():
                 if logs and key in logs:
-                    _write_scalar(f"{unit}/{name}", logs[key], step)
+                    tf.summary.scalar(f"{unit}/{name}", logs[key], step)
             if self._probe_x is not None:
-                self._write_probe(unit, step)
+                self._write_probe(f"{unit}/probe", step)
             self._write_update_norms(unit, step, snapshot)
 
-    def _write_probe(self, unit, step):
+    def _write_probe(self, prefix, step):
         model = self.model
         count = _num_samples(self._probe_x)
         q_chunks = [
@@ -408,79 +375,50 @@ class BrainPropMonitor(keras.callbacks.Callback):
         ]
         q_values = tf.cast(tf.concat(q_chunks, 0), "float32")
         num_actions = q_values.shape[-1]
-        actions = model.policy(
-            q_values, model.optimizer.iterations, self._probe_seed
+        probe = brainprop_step(
+            q_values,
+            self._probe_y,
+            model.reward,
+            model.policy,
+            model.optimizer.iterations,
+            self._probe_seed,
         )
-        rewards = rewards_lib.check_rewards(
-            model.reward(self._probe_y, actions, num_actions),
-            tf.shape(actions)[0],
+        delta = probe.reward_prediction_error
+        tf.summary.scalar(
+            f"{prefix}/reward", tf.reduce_mean(probe.rewards), step
         )
-        reward_prediction_error = rewards - tf.gather(
-            q_values, actions, batch_dims=1
+        tf.summary.scalar(f"{prefix}/rpe_mean", tf.reduce_mean(delta), step)
+        tf.summary.scalar(f"{prefix}/rpe_std", tf.math.reduce_std(delta), step)
+        tf.summary.scalar(
+            f"{prefix}/explore_rate", tf.reduce_mean(probe.explored), step
         )
-        greedy = tf.argmax(q_values, axis=-1, output_type="int32")
-        explored = tf.cast(tf.not_equal(actions, greedy), "float32")
-        action_counts = tf.math.bincount(
-            actions, minlength=num_actions, maxlength=num_actions
-        )
-        action_counts = tf.cast(action_counts, "float64")
-
-        prefix = f"{unit}/probe"
-        _write_scalar(f"{prefix}/reward", tf.reduce_mean(rewards), step)
-        _write_scalar(
-            f"{prefix}/rpe_mean",
-            tf.reduce_mean(reward_prediction_error),
-            step,
-        )
-        _write_scalar(
-            f"{prefix}/rpe_std",
-            tf.math.reduce_std(reward_prediction_error),
-            step,
-        )
-        _write_scalar(f"{prefix}/explore_rate", tf.reduce_mean(explored), step)
         buckets = self.histogram_buckets
-        _write_histogram(
-            f"{prefix}/q_values", _histogram_buckets(q_values, buckets), step
+        _write_histogram(f"{prefix}/q_values", q_values, buckets, step)
+        _write_histogram(f"{prefix}/rpe", delta, buckets, step)
+        counts = _write_action_histogram(
+            f"{prefix}/actions", probe.actions, num_actions, step
         )
-        _write_histogram(
-            f"{prefix}/rpe",
-            _histogram_buckets(reward_prediction_error, buckets),
-            step,
-        )
-        _write_histogram(
-            f"{prefix}/actions", _action_buckets(action_counts), step
-        )
-        frequencies = action_counts / count
         for action in range(num_actions):
-            _write_scalar(
+            tf.summary.scalar(
                 f"{prefix}/action_frequency/{action}",
-                frequencies[action],
+                counts[action] / count,
                 step,
             )
 
     def _write_update_norms(self, unit, step, snapshot):
         for layer, indices in self._layer_indices.items():
+            weights = [tf.cast(self._weights[i], "float32") for i in indices]
+            old = [tf.cast(snapshot[i], "float32") for i in indices]
             change = tf.add_n(
-                [
-                    tf.reduce_sum(
-                        tf.square(
-                            tf.cast(self._weights[i], "float32")
-                            - tf.cast(snapshot[i], "float32")
-                        )
-                    )
-                    for i in indices
-                ]
+                [tf.reduce_sum(tf.square(w - o)) for w, o in zip(weights, old)]
             )
-            old = tf.add_n(
-                [
-                    tf.reduce_sum(tf.square(tf.cast(snapshot[i], "float32")))
-                    for i in indices
-                ]
+            old_norm = tf.sqrt(
+                tf.add_n([tf.reduce_sum(tf.square(o)) for o in old])
             )
             norm = tf.sqrt(change)
-            _write_scalar(f"{unit}/update_norm/{layer}", norm, step)
-            _write_scalar(
+            tf.summary.scalar(f"{unit}/update_norm/{layer}", norm, step)
+            tf.summary.scalar(
                 f"{unit}/relative_update_norm/{layer}",
-                tf.math.divide_no_nan(norm, tf.sqrt(old)),
+                tf.math.divide_no_nan(norm, old_norm),
                 step,
             )

@@ -1,0 +1,43 @@
+"""A private callback of BrainPropModel.fit(): fail on empty training data."""
+
+import keras
+import tensorflow as tf
+
+
+class NoDataCheck(keras.callbacks.Callback):
+    """Makes fit() raise when an epoch runs no training step (empty data).
+
+    Keras 3 only warns and returns. `x` is what fit() got, described in the
+    error message.
+    """
+
+    def __init__(self, x):
+        super().__init__()
+        self.description = _describe_data(x)
+        self.steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.steps == 0:
+            raise ValueError(
+                f"fit() got no training data: epoch {epoch + 1} ran no "
+                "training step. The dataset or arrays are empty (or were "
+                f"filtered to nothing). Received: {self.description}"
+            )
+
+
+def _describe_data(x):
+    if isinstance(x, tf.data.Dataset):
+        cardinality = int(x.cardinality())
+        if cardinality < 0:
+            return "x=<tf.data.Dataset of unknown size>"
+        return f"x=<tf.data.Dataset of {cardinality} batches>"
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return f"x with shape {tuple(shape)}"
+    return f"x of type {type(x).__name__}"

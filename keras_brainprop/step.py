@@ -1,0 +1,93 @@
+"""BrainProp's step: Q-values -> action -> reward -> prediction error -> loss.
+
+Defined once here and used by `BrainPropModel.train_step` (with the model's
+policy), `BrainPropModel.test_step` (greedy) and `BrainPropMonitor`'s probe.
+"""
+
+import collections
+
+import tensorflow as tf
+
+from keras_brainprop import rewards as rewards_lib
+
+BrainPropStep = collections.namedtuple(
+    "BrainPropStep",
+    ["actions", "explored", "rewards", "reward_prediction_error", "loss"],
+)
+BrainPropStep.__doc__ = """What one BrainProp step computed for a batch.
+
+Attributes:
+    actions: int32 `[batch]`, the action taken for each sample.
+    explored: float32 `[batch]`, 1 where the action is not the greedy one.
+    rewards: float32 `[batch]`, the reward of each action.
+    reward_prediction_error: float32 `[batch]`, `delta = r - Q[action]`.
+    loss: float32 scalar, the batch mean of `0.5 * delta**2` (weighted by
+        `sample_weight`), without regularization losses.
+"""
+
+
+def brainprop_step(
+    q_values, y, reward, policy=None, step=None, seed=None, sample_weight=None
+):
+    """Runs BrainProp's step on a batch of Q-values.
+
+    The policy picks one action per sample from the Q-values (it only reads
+    them: no gradient flows through the choice), the reward function scores
+    each action against the targets, and the reward-prediction error of
+    the chosen action, `delta = r - Q[action]`, gives the loss: the batch
+    mean of `0.5 * delta**2`, weighted Keras-style by `sample_weight`
+    (summed and divided by the batch size). Its gradient reaches the
+    network through the chosen output unit alone, which is what BrainProp's
+    attention-gated feedback computes.
+
+    Args:
+        q_values: float tensor `[batch, actions]`, the network's output.
+        y: the targets the reward reads (labels, one-hot labels, a reward
+            table, or None for a reward that needs none).
+        reward: a `keras_brainprop.rewards.Reward`.
+        policy: a `keras_brainprop.policies.Policy`, or None to act
+            greedily (the action of the largest Q-value).
+        step: scalar int tensor, the training step (for scheduled
+            exploration); unused when greedy.
+        seed: int32 tensor `[2]`, the stateless seed of the policy's draws;
+            unused when greedy.
+        sample_weight: None or float `[batch]` weights of the loss.
+
+    Returns:
+        A `BrainPropStep`.
+
+    Example:
+
+    >>> result = brainprop_step(
+    ...     tf.constant([[0.2, 0.9], [0.7, 0.1]]),
+    ...     y=tf.constant([1, 1]),
+    ...     reward=keras_brainprop.rewards.CorrectChoice(),
+    ... )
+    >>> result.actions, result.rewards, result.reward_prediction_error
+    ([1, 0], [1.0, 0.0], [0.1, -0.7])
+    """
+    greedy = tf.argmax(q_values, axis=-1, output_type="int32")
+    if policy is None:
+        actions = greedy
+    else:
+        actions = policy(tf.stop_gradient(q_values), step, seed)
+    batch_size = actions.shape[0]  # Static when known: checked when traced.
+    if batch_size is None:
+        batch_size = tf.shape(actions)[0]
+    rewards = rewards_lib.check_rewards(
+        reward(y, actions, q_values.shape[-1]), batch_size
+    )
+    chosen_q = tf.gather(tf.cast(q_values, "float32"), actions, batch_dims=1)
+    reward_prediction_error = rewards - chosen_q
+    per_sample = 0.5 * tf.square(reward_prediction_error)
+    if sample_weight is not None:
+        sample_weight = tf.reshape(tf.cast(sample_weight, "float32"), [-1])
+        per_sample = per_sample * sample_weight
+    num_samples = tf.cast(tf.shape(per_sample)[0], "float32")
+    return BrainPropStep(
+        actions=actions,
+        explored=tf.cast(tf.not_equal(actions, greedy), "float32"),
+        rewards=rewards,
+        reward_prediction_error=reward_prediction_error,
+        loss=tf.math.divide_no_nan(tf.reduce_sum(per_sample), num_samples),
+    )
