@@ -4,7 +4,7 @@ restarts it. Not meant to be run by hand.
 Trains a small conv net on scikit-learn's digits with BrainProp, reading our
 loader's seeded, reshuffled data as one endless stream, with TensorFlow's op
 determinism on. With `--callback=kbp` or `--callback=keras` it backs up the
-training state (`keras_brainprop.resilience.BackupAndRestore` or Keras' own
+training state (`keras_brainprop.callbacks.BackupAndRestore` or Keras' own
 `BackupAndRestore`, `keras_double` with `double_checkpoint=True`) every
 `--save_freq` steps and resumes from the backup.
 It appends "start <step>" and then one completed step per line to
@@ -26,7 +26,7 @@ from absl import flags  # noqa: E402
 import keras_brainprop as kbp  # noqa: E402
 from keras_brainprop import datasets  # noqa: E402
 from keras_brainprop import policies  # noqa: E402
-from keras_brainprop.callbacks import backup_and_restore as resilience  # noqa: E402
+from keras_brainprop.callbacks import backup_and_restore  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
@@ -101,7 +101,7 @@ def main(argv):
     callbacks = []
     if FLAGS.callback == "kbp":
         callbacks.append(
-            resilience.BackupAndRestore(
+            backup_and_restore.BackupAndRestore(
                 FLAGS.backup_dir, save_freq=FLAGS.save_freq
             )
         )
@@ -125,7 +125,7 @@ def main(argv):
     arrays = {f"state_{i}": np.asarray(v.numpy()) for i, v in enumerate(state)}
     arrays["history"] = np.array(json.dumps(history))
     arrays["iterations"] = np.asarray(model.optimizer.iterations.numpy())
-    resilience.write_atomically(FLAGS.output, arrays)
+    backup_and_restore.write_atomically(FLAGS.output, arrays)
 
 
 if __name__ == "__main__":

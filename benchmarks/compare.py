@@ -1,8 +1,8 @@
 r"""BrainProp versus error backpropagation, measured in the same run.
 
-For each network, trains the paper's EBP baseline (softmax, cross-entropy)
-and BrainProp (reward only) with the same seeds, data splits and protocol
-(`keras_brainprop.experiment`), then reports for each:
+For each network, trains the paper's EBP baseline (backprop: softmax,
+cross-entropy) and BrainProp (reward only) with the same seeds, data splits
+and protocol (`keras_brainprop.experiment`), then reports for each:
 
 - test accuracy of the best validation epoch, mean ± std over seeds;
 - epochs to reach 99% of EBP's best validation accuracy (mean over the
@@ -16,8 +16,8 @@ so an interrupted run keeps what it finished), `curves_<network>.png`
 (validation accuracy per epoch, mean over seeds, of both algorithms) and
 the per-run folders of `experiment.run`.
 
-The paper (section 3 of DESIGN.md) finds that BrainProp matches EBP's
-accuracy and needs 1-3.5 times more epochs.
+The paper finds that BrainProp matches EBP's accuracy and needs 1-3.5
+times more epochs.
 
 Command (Fashion-MNIST, dense and conv, 3 seeds, up to 30 epochs):
 
@@ -44,9 +44,9 @@ import json
 import os
 
 import numpy as np
-from absl import app
 from absl import flags
 
+from keras_brainprop import algorithms
 from keras_brainprop import architectures
 from keras_brainprop import cli
 from keras_brainprop import experiment
@@ -82,7 +82,7 @@ flags.DEFINE_list(
 # the best validation accuracy of backprop.
 _TARGET_FRACTION = 0.99
 
-_LABELS = {"brainprop": "BrainProp", "ebp": "EBP"}
+_LABELS = {"brainprop": "BrainProp", "backprop": "EBP"}
 
 
 def _epochs_to_reach(val_accuracy, target):
@@ -107,7 +107,8 @@ def compare(results):
     """Computes the comparison of one network's EBP and BrainProp results.
 
     Args:
-        results: Dict from "ebp" and "brainprop" to `experiment.Result`.
+        results: Dict from "backprop" and "brainprop" to
+            `experiment.Result`.
 
     Returns:
         A JSON-serializable dict: the target validation accuracy, and per
@@ -115,10 +116,10 @@ def compare(results):
         per seed and their mean, and the seconds per epoch; plus the ratios
         BrainProp / EBP.
     """
-    ebp_best = [
-        max(h.get("val_accuracy", [0.0])) for h in results["ebp"].histories
+    backprop_best = [
+        max(h.get("val_accuracy", [0.0])) for h in results["backprop"].histories
     ]
-    target = _TARGET_FRACTION * float(np.mean(ebp_best))
+    target = _TARGET_FRACTION * float(np.mean(backprop_best))
     comparison = {"target_val_accuracy": target}
     for algorithm, result in results.items():
         reached = [
@@ -135,12 +136,12 @@ def compare(results):
             "mean_seconds_per_epoch": result.mean_seconds_per_epoch,
             "mean_val_accuracy_curve": _mean_curve(result.histories),
         }
-    brainprop, ebp = comparison["brainprop"], comparison["ebp"]
+    brainprop, backprop = comparison["brainprop"], comparison["backprop"]
 
     def ratio(key):
-        if not brainprop[key] or not ebp[key]:
+        if not brainprop[key] or not backprop[key]:
             return None
-        return brainprop[key] / ebp[key]
+        return brainprop[key] / backprop[key]
 
     comparison["ratios"] = {
         "test_accuracy": ratio("mean_test_accuracy"),
@@ -159,32 +160,44 @@ def markdown_table(comparisons):
     Returns:
         The table, one string.
     """
-    fmt = experiment.format_number
-    lines = [
-        "| network | algorithm | seeds | test accuracy (mean ± std) | "
-        f"epochs to {_TARGET_FRACTION:.0%} of EBP best val. acc. | s/epoch |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    fmt = cli.format_number
+    rows = []
     for network, comparison in comparisons.items():
-        for algorithm in ("brainprop", "ebp"):
+        for algorithm, label in _LABELS.items():
             row = comparison[algorithm]
             num_seeds = len(row["epochs_to_target"])
-            lines.append(
-                f"| {network} | {_LABELS[algorithm]} | {num_seeds} | "
-                f"{fmt(row['mean_test_accuracy'])} ± "
-                f"{fmt(row['std_test_accuracy'])} | "
-                f"{fmt(row['mean_epochs_to_target'], 1)} "
-                f"({row['seeds_reaching_target']}/{num_seeds}) | "
-                f"{fmt(row['mean_seconds_per_epoch'], 2)} |"
+            rows.append(
+                [
+                    network,
+                    label,
+                    str(num_seeds),
+                    f"{fmt(row['mean_test_accuracy'])} ± "
+                    f"{fmt(row['std_test_accuracy'])}",
+                    f"{fmt(row['mean_epochs_to_target'], 1)} "
+                    f"({row['seeds_reaching_target']}/{num_seeds})",
+                    fmt(row["mean_seconds_per_epoch"], 2),
+                ]
             )
         ratios = comparison["ratios"]
-        lines.append(
-            f"| {network} | ratio BrainProp/EBP | | "
-            f"{fmt(ratios['test_accuracy'], 3)} | "
-            f"{fmt(ratios['epochs_to_target'], 2)} | "
-            f"{fmt(ratios['seconds_per_epoch'], 2)} |"
+        rows.append(
+            [
+                network,
+                "ratio BrainProp/EBP",
+                "",
+                fmt(ratios["test_accuracy"], 3),
+                fmt(ratios["epochs_to_target"], 2),
+                fmt(ratios["seconds_per_epoch"], 2),
+            ]
         )
-    return "\n".join(lines)
+    header = [
+        "network",
+        "algorithm",
+        "seeds",
+        "test accuracy (mean ± std)",
+        f"epochs to {_TARGET_FRACTION:.0%} of EBP best val. acc.",
+        "s/epoch",
+    ]
+    return cli.markdown_table(header, rows)
 
 
 def _save(output_dir, settings, raw, comparisons, table):
@@ -218,8 +231,10 @@ def load_results(paths):
             holding them.
 
     Returns:
-        Dict from a network name to a dict from "ebp" and "brainprop" to an
-        `experiment.Result` holding the runs of every file, sorted by seed.
+        Dict from a network name to a dict from "backprop" and "brainprop"
+        to an `experiment.Result` holding the runs of every file, sorted by
+        seed. Files of earlier versions, which name backprop "ebp", merge
+        with newer ones.
 
     Raises:
         FileNotFoundError: If a path holds no `results.json`.
@@ -238,12 +253,12 @@ def load_results(paths):
         with open(path) as file:
             runs = json.load(file)["runs"]
         for network, by_algorithm in runs.items():
-            for algorithm, data in by_algorithm.items():
+            for data in by_algorithm.values():
                 result = experiment.Result.from_dict(data)
-                earlier = pooled.setdefault(network, {}).get(algorithm)
+                earlier = pooled.setdefault(network, {}).get(result.algorithm)
                 if earlier is not None:
                     result = _pool(earlier, result, network, path)
-                pooled[network][algorithm] = result
+                pooled[network][result.algorithm] = result
     datasets = {
         result.dataset
         for by_algorithm in pooled.values()
@@ -255,10 +270,10 @@ def load_results(paths):
             f"{sorted(datasets)}."
         )
     for network, by_algorithm in pooled.items():
-        if set(by_algorithm) != set(_LABELS):
+        if set(by_algorithm) != set(algorithms.NAMES):
             raise ValueError(
                 f"Network {network!r} needs runs of both algorithms "
-                f"{sorted(_LABELS)}. Received: {sorted(by_algorithm)}"
+                f"{sorted(algorithms.NAMES)}. Received: {sorted(by_algorithm)}"
             )
     return pooled
 
@@ -285,7 +300,7 @@ def report(results, output_dir=None, settings=None):
     """Compares, prints and (with `output_dir`) saves the results.
 
     Args:
-        results: Dict from a network name to a dict from "ebp" and
+        results: Dict from a network name to a dict from "backprop" and
             "brainprop" to `experiment.Result`.
         output_dir: Folder for `results.json`, `results.md` and the
             `curves_<network>.png` plots; None to only print.
@@ -311,13 +326,11 @@ def report(results, output_dir=None, settings=None):
     }
     _save(output_dir, settings or {}, raw, comparisons, table)
     for network, comparison in comparisons.items():
-        dataset = results[network]["ebp"].dataset
+        dataset = results[network]["backprop"].dataset
         experiment.plot_curves(
             {
-                _LABELS[algorithm]: comparison[algorithm][
-                    "mean_val_accuracy_curve"
-                ]
-                for algorithm in ("brainprop", "ebp")
+                label: comparison[algorithm]["mean_val_accuracy_curve"]
+                for algorithm, label in _LABELS.items()
             },
             os.path.join(output_dir, f"curves_{network}.png"),
             title=f"{dataset} {network}: validation accuracy "
@@ -349,15 +362,16 @@ def main(argv):
     for network in FLAGS.architectures:
         results[network] = {}
         # EBP first: its best validation accuracy sets BrainProp's target.
-        for algorithm in ("ebp", "brainprop"):
-            results[network][algorithm] = experiment.run(
+        for algorithm in (algorithms.Backprop(), algorithms.BrainProp()):
+            result = experiment.run(
                 FLAGS.dataset, network, algorithm, **run_kwargs
             )
-            print(results[network][algorithm].summary(), flush=True)
+            results[network][algorithm.name] = result
+            print(result.summary(), flush=True)
         # Reported after every network, so an interrupted run keeps what
         # it finished.
         report(results, output_dir, settings)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)

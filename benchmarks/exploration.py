@@ -35,12 +35,12 @@ import json
 import os
 
 import numpy as np
-from absl import app
 from absl import flags
 
-import keras_brainprop as kbp
+from keras_brainprop import algorithms
 from keras_brainprop import cli
 from keras_brainprop import experiment
+from keras_brainprop import policies
 
 FLAGS = flags.FLAGS
 
@@ -50,7 +50,7 @@ cli.define_flags(
 flags.DEFINE_list(
     "epsilons",
     ["0.02", "0.2"],
-    "Comma-separated exploration rates of `kbp.policies.EpsilonBoltzmann` "
+    "Comma-separated exploration rates of `policies.EpsilonBoltzmann` "
     "(temperature 1); the paper uses 0.02.",
 )
 
@@ -101,17 +101,15 @@ def class_report(net, test_data, num_classes):
     return {"recall": recall, "mean_q": q_values.mean(axis=0).tolist()}
 
 
-def train_with_epsilon(epsilon, reports):
-    """A `train_fn` for `experiment.run` with another exploration rate.
+def train_and_report(reports):
+    """A `train_fn` for `experiment.run` that also reports on the classes.
 
-    Trains as `experiment.train` does, with the policy
-    `EpsilonBoltzmann(epsilon)`. After `fit` (best weights restored), the
-    class report of the seed's test data is appended to `reports`.
+    Trains as `experiment.train` does. After `fit` (best weights restored),
+    the class report of the seed's test data is appended to `reports`.
     """
-    policy = kbp.policies.EpsilonBoltzmann(epsilon=epsilon)
 
     def train_fn(seed_run):
-        history = experiment.train(seed_run, policy=policy)
+        history = experiment.train(seed_run)
         reports.append(
             class_report(
                 history.model, seed_run.splits.test, seed_run.num_classes
@@ -151,32 +149,38 @@ def summarize(result, reports, learned_recall):
 
 def markdown_table(rows, num_classes):
     """The rows of `summarize`, keyed by epsilon, as a markdown table."""
-    fmt = experiment.format_number
+    fmt = cli.format_number
 
     def joined(values, digits):
         return ", ".join(fmt(float(value), digits) for value in values)
 
-    lines = [
-        "| epsilon | seeds | test accuracy | classes learned "
-        f"(of {num_classes}) | lowest class recall | its unit's mean Q | "
-        "best val. acc. (epoch) | s/epoch |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    table = []
     for epsilon, row in rows.items():
-        best = ", ".join(
-            f"{value:.4f} ({epoch})"
-            for value, epoch in zip(row["best_val_accuracy"], row["best_epoch"])
+        best = zip(row["best_val_accuracy"], row["best_epoch"])
+        table.append(
+            [
+                f"{epsilon:g}",
+                str(len(row["seeds"])),
+                f"{fmt(row['mean_test_accuracy'])} ± "
+                f"{fmt(row['std_test_accuracy'])}",
+                ", ".join(str(n) for n in row["classes_learned"]),
+                joined(row["lowest_recall"], 2),
+                joined(row["mean_q_of_lowest_class"], 3),
+                ", ".join(f"{value:.4f} ({epoch})" for value, epoch in best),
+                fmt(row["mean_seconds_per_epoch"], 2),
+            ]
         )
-        lines.append(
-            f"| {epsilon:g} | {len(row['seeds'])} | "
-            f"{fmt(row['mean_test_accuracy'])} ± "
-            f"{fmt(row['std_test_accuracy'])} | "
-            f"{', '.join(str(n) for n in row['classes_learned'])} | "
-            f"{joined(row['lowest_recall'], 2)} | "
-            f"{joined(row['mean_q_of_lowest_class'], 3)} | {best} | "
-            f"{fmt(row['mean_seconds_per_epoch'], 2)} |"
-        )
-    return "\n".join(lines)
+    header = [
+        "epsilon",
+        "seeds",
+        "test accuracy",
+        f"classes learned (of {num_classes})",
+        "lowest class recall",
+        "its unit's mean Q",
+        "best val. acc. (epoch)",
+        "s/epoch",
+    ]
+    return cli.markdown_table(header, table)
 
 
 def main(argv):
@@ -187,11 +191,12 @@ def main(argv):
     rows, num_classes = {}, None
     for epsilon in epsilons:
         reports = []
+        policy = policies.EpsilonBoltzmann(epsilon=epsilon)
         result = experiment.run(
             FLAGS.dataset,
             FLAGS.architecture,
-            "brainprop",
-            train_fn=train_with_epsilon(epsilon, reports),
+            algorithms.BrainProp(policy=policy),
+            train_fn=train_and_report(reports),
             output_dir=(
                 None
                 if base_dir is None
@@ -230,4 +235,4 @@ def _truncated(curves):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)

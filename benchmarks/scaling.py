@@ -73,7 +73,7 @@ flags.DEFINE_list("ports", [], "The multi_worker cluster's ports (workers).")
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
-ALGORITHMS = ("brainprop", "ebp")
+ALGORITHMS = ("brainprop", "backprop")
 # Cores of each process of a setup.
 CORES = {"default": [{0}], "mirrored": [{0, 1}], "multi_worker": [{0}, {1}]}
 NUM_REPLICAS = {"default": 1, "mirrored": 2, "multi_worker": 2}
@@ -110,30 +110,22 @@ def _make_strategy(setup, ports, worker_index):
 
 
 def _models(strategy, network_name):
-    import keras
-
-    import keras_brainprop as kbp
+    from keras_brainprop import algorithms
     from keras_brainprop import architectures
-    from keras_brainprop.backprop_model import BackpropModel
 
+    models = {}
     with strategy.scope():
-        brainprop = kbp.wrap(
-            architectures.build(network_name, INPUT_SHAPE, NUM_CLASSES)
-        )
-        brainprop.compile(optimizer=keras.optimizers.SGD(0.1))
-        ebp = BackpropModel(
-            architectures.build(
+        for name in ALGORITHMS:
+            algorithm = algorithms.get(name)
+            network = architectures.build(
                 network_name,
                 INPUT_SHAPE,
                 NUM_CLASSES,
-                output_activation="softmax",
+                output_activation=algorithm.output_activation,
             )
-        )
-        ebp.compile(
-            optimizer=keras.optimizers.SGD(0.1),
-            loss="sparse_categorical_crossentropy",
-        )
-    return {"brainprop": brainprop, "ebp": ebp}
+            models[name] = algorithm.wrap(network)
+            algorithm.compile(models[name], learning_rate=0.1, metrics=None)
+    return models
 
 
 def _dataset(global_batch):
@@ -320,10 +312,10 @@ def _measure(setups, log_dir):
 def _ratios(by_key, network, suffix=""):
     # Each round's ratio pairs runs measured side by side.
     return [
-        brainprop / ebp
-        for brainprop, ebp in zip(
+        brainprop / backprop
+        for brainprop, backprop in zip(
             by_key[f"{network}/brainprop{suffix}"],
-            by_key[f"{network}/ebp{suffix}"],
+            by_key[f"{network}/backprop{suffix}"],
         )
     ]
 
@@ -352,7 +344,7 @@ def _table(samples):
             lines.append(
                 f"| {network} | {setup} | {NUM_REPLICAS[setup]} "
                 f"| {medians[setup][f'{network}/brainprop']:.0f} "
-                f"| {medians[setup][f'{network}/ebp']:.0f} "
+                f"| {medians[setup][f'{network}/backprop']:.0f} "
                 f"| {cells[0]} | {cells[1]} |"
             )
     if "default" in medians and len(setups) > 1:

@@ -9,7 +9,7 @@ aimed at a backup being written. After each kill it checks that the backup
 reads back whole; at the end it compares the final state with that of an
 uninterrupted run, and counts the training steps done.
 
-It does this for `keras_brainprop.resilience.BackupAndRestore` and, for
+It does this for `keras_brainprop.callbacks.BackupAndRestore` and, for
 comparison, Keras' own `keras.callbacks.BackupAndRestore` (also with
 `double_checkpoint=True`, which falls back to the previous backup when the
 latest cannot be read), and prints:
@@ -49,7 +49,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from keras_brainprop import datasets  # noqa: E402
-from keras_brainprop.callbacks import backup_and_restore as resilience  # noqa: E402
+from keras_brainprop.callbacks import backup_and_restore  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 30, "Training epochs of each run.")
@@ -133,7 +133,7 @@ def check_backup(callback, backup_dir):
         if not os.path.exists(path):
             return True
         try:
-            manifest, _ = resilience.read_backup(path)
+            manifest, _ = backup_and_restore.read_backup(path)
         except ValueError:
             return False
         return manifest["iterations"] == manifest["steps"]
@@ -336,7 +336,7 @@ def main(argv):
 
 def print_table(rows, expected_steps, reference_seconds):
     names = {
-        "kbp": "keras_brainprop.resilience.BackupAndRestore",
+        "kbp": "keras_brainprop.callbacks.BackupAndRestore",
         "keras": "keras.callbacks.BackupAndRestore",
         "keras_double": "keras.callbacks.BackupAndRestore(double_checkpoint)",
     }

@@ -3,9 +3,9 @@ r"""`python -m keras_brainprop`: BrainProp and backprop side by side.
 By default trains the same small network (`architectures.build("mlp")`:
 Flatten, Dense 256 + ReLU, linear output) on scikit-learn's bundled 8x8
 handwritten digits, offline, once from reward with BrainProp and once with
-error backpropagation (EBP: softmax output, cross-entropy), and prints
-their test accuracies and epochs in a table. It takes under a minute on two
-CPU cores.
+error backpropagation (backprop, the paper's EBP: softmax output,
+cross-entropy), and prints their test accuracies and epochs in a table. It
+takes under a minute on two CPU cores.
 
     python -m keras_brainprop
 
@@ -23,20 +23,15 @@ given by `TF_CONFIG`; only the chief, worker 0, writes `--output_dir` and
 
     python -m keras_brainprop --strategy=mirrored --cpu_replicas=2
 
-Flags: --dataset, --architecture, --algorithm (both, brainprop or ebp),
---epochs, --seeds (comma-separated), --data_dir, --logdir (TensorBoard),
---output_dir (history, weights, plots, summary), --verbose (1: Keras
-progress bars), --strategy (default, mirrored or multi_worker),
---cpu_replicas, and overrides --batch_size, --learning_rate, --patience,
---max_train_examples.
+`--help` lists every flag with its default.
 """
 
 import time
 
 import tensorflow as tf
-from absl import app
 from absl import flags
 
+from keras_brainprop import algorithms
 from keras_brainprop import cli
 from keras_brainprop import experiment
 
@@ -46,13 +41,13 @@ cli.define_flags(
     dataset="digits",
     architecture="mlp",
     algorithm="both",
-    algorithms=("both", *experiment.ALGORITHMS),
+    algorithm_choices=("both", *algorithms.NAMES),
     epochs=40,
     verbose=0,
     strategy="default",
 )
 
-_LABELS = {"brainprop": "BrainProp", "ebp": "backprop (EBP)"}
+_LABELS = {"brainprop": "BrainProp", "backprop": "backprop (EBP)"}
 
 
 def format_table(results):
@@ -68,21 +63,26 @@ def format_table(results):
 
     >>> print(format_table([experiment.run("digits", "mlp", epochs=5)]))
     """
-    fmt = experiment.format_number
-    lines = [
-        "| algorithm | test accuracy | best epoch | epochs run | s/epoch |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for result in results:
-        epochs_run = sum(result.epochs_run) / len(result.runs)
-        lines.append(
-            f"| {_LABELS[result.algorithm]} | "
+    fmt = cli.format_number
+    rows = [
+        [
+            _LABELS[result.algorithm],
             f"{fmt(result.mean_test_accuracy)} ± "
-            f"{fmt(result.std_test_accuracy)} | "
-            f"{fmt(result.mean_best_epoch, 1)} | {epochs_run:.1f} | "
-            f"{fmt(result.mean_seconds_per_epoch, 2)} |"
-        )
-    return "\n".join(lines)
+            f"{fmt(result.std_test_accuracy)}",
+            fmt(result.mean_best_epoch, 1),
+            f"{sum(result.epochs_run) / len(result.runs):.1f}",
+            fmt(result.mean_seconds_per_epoch, 2),
+        ]
+        for result in results
+    ]
+    header = [
+        "algorithm",
+        "test accuracy",
+        "best epoch",
+        "epochs run",
+        "s/epoch",
+    ]
+    return cli.markdown_table(header, rows)
 
 
 def main(argv):
@@ -93,23 +93,22 @@ def main(argv):
     start = time.perf_counter()
     # Only the chief reports; the other workers train alongside it.
     chief = cli.is_chief(strategy)
-    algorithms = (
-        experiment.ALGORITHMS
-        if FLAGS.algorithm == "both"
-        else [FLAGS.algorithm]
-    )
+    if FLAGS.algorithm == "both":
+        to_train = [algorithms.BrainProp(), algorithms.Backprop()]
+    else:
+        to_train = [algorithms.get(FLAGS.algorithm)]
     results = []
     with cli.chief_outputs(cli.run_kwargs(), strategy) as kwargs:
         if chief:
             print(
                 f"Training the {FLAGS.architecture!r} network on "
                 f"{FLAGS.dataset!r} with "
-                f"{', '.join(_LABELS[name] for name in algorithms)}; seeds "
+                f"{', '.join(_LABELS[a.name] for a in to_train)}; seeds "
                 f"{kwargs['seeds']}, at most {FLAGS.epochs or 500} epochs, "
                 f"{strategy.num_replicas_in_sync} replica(s).",
                 flush=True,
             )
-        for algorithm in algorithms:
+        for algorithm in to_train:
             result = experiment.run(
                 FLAGS.dataset,
                 FLAGS.architecture,
@@ -130,4 +129,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)

@@ -1,16 +1,21 @@
 """The command line shared by `python -m keras_brainprop`, examples/ and
-benchmarks/: absl flags, and the `tf.distribute` strategy they choose.
+benchmarks/: absl flags, the `tf.distribute` strategy they choose, and the
+tables and error messages they print.
 
 `define_flags` defines the flags, `run_kwargs` reads them back as keyword
 arguments of `experiment.run`, and `make_strategy` creates the strategy
 named by `--strategy`. In a multi-worker cluster `chief_outputs` keeps the
-written files on the chief.
+written files on the chief. `run_script` runs a script's `main` so that a
+missing dataset or a bad value ends it with one message, not a traceback;
+`markdown_table` and `format_number` format the tables scripts print.
+
+The package itself never imports this module: only scripts do.
 
 Example:
 
 ```python
-from absl import app, flags
-from keras_brainprop import cli, experiment
+from absl import flags
+from keras_brainprop import algorithms, cli, experiment
 
 cli.define_flags(dataset="digits", architecture="mlp", strategy="default")
 FLAGS = flags.FLAGS
@@ -19,26 +24,32 @@ def main(argv):
     strategy = cli.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
     with cli.chief_outputs(cli.run_kwargs(), strategy) as kwargs:
         result = experiment.run(
-            FLAGS.dataset, FLAGS.architecture, FLAGS.algorithm,
-            strategy=strategy, **kwargs,
+            FLAGS.dataset, FLAGS.architecture,
+            algorithms.get(FLAGS.algorithm), strategy=strategy, **kwargs,
         )
     print(result.summary())
 
-app.run(main)
+cli.run_script(main)
 ```
 """
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
 
 import tensorflow as tf
+from absl import app
 from absl import flags
 
+from keras_brainprop import algorithms
 from keras_brainprop import architectures
 from keras_brainprop import datasets
-from keras_brainprop.experiment import ALGORITHMS
+
+# The flags `define_flags` defines belong to the script that calls it, so
+# that its `--help` lists them (not only `--helpfull`).
+flags.disclaim_key_flags()
 
 # What `make_strategy` creates; the `--strategy` flag takes the first three.
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -163,7 +174,7 @@ def define_flags(
     dataset=None,
     architecture=None,
     algorithm="brainprop",
-    algorithms=ALGORITHMS,
+    algorithm_choices=algorithms.NAMES,
     epochs=None,
     seeds="0",
     verbose=1,
@@ -175,17 +186,21 @@ def define_flags(
 
     Always defines `--epochs`, `--seeds` (comma-separated ints),
     `--data_dir`, `--logdir`, `--output_dir`, `--batch_size`,
-    `--learning_rate`, `--patience`, `--max_train_examples` and
+    `--learning_rate` (> 0), `--patience`, `--max_train_examples` and
     `--verbose`; `--algorithm`, `--dataset` and `--architecture` when a
     default is given for them; `--strategy` and `--cpu_replicas` when
-    `strategy` is given. Read them back with `run_kwargs` and
+    `strategy` is given. They count as the calling script's flags, so its
+    `--help` lists them. Read them back with `run_kwargs`,
+    `algorithms.get(FLAGS.algorithm)` and
     `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
 
     Args:
         dataset: Default of `--dataset`, or None for no such flag.
         architecture: Default of `--architecture`, or None for no flag.
         algorithm: Default of `--algorithm`, or None for no such flag.
-        algorithms: The values `--algorithm` accepts.
+        algorithm_choices: The values `--algorithm` accepts besides the
+            former names of `algorithms.ALIASES` (e.g. "ebp"); a script may
+            add its own, such as "both".
         epochs: Default of `--epochs` (None: the paper's 500).
         seeds: Default of `--seeds`, a comma-separated string.
         verbose: Default of `--verbose`.
@@ -197,6 +212,7 @@ def define_flags(
 
     >>> define_flags(algorithm="brainprop", epochs=100)
     """
+
     if dataset is not None:
         flags.DEFINE_enum(
             "dataset",
@@ -217,9 +233,10 @@ def define_flags(
         flags.DEFINE_enum(
             "algorithm",
             algorithm,
-            algorithms,
-            "brainprop: learn from reward; ebp: error backpropagation of "
-            "the cross-entropy (the paper's baseline).",
+            [*algorithm_choices, *algorithms.ALIASES],
+            "brainprop: learn from reward; backprop: error backpropagation "
+            "of the cross-entropy (the paper's baseline; 'ebp' is its "
+            "former name).",
             flag_values=flag_values,
         )
     if strategy is not None:
@@ -228,8 +245,7 @@ def define_flags(
             strategy,
             strategies,
             "The tf.distribute strategy to train under (see "
-            "cli.make_strategy); --batch_size stays the global "
-            "batch.",
+            "cli.make_strategy); --batch_size stays the global batch.",
             flag_values=flag_values,
         )
         flags.DEFINE_integer(
@@ -243,8 +259,8 @@ def define_flags(
     flags.DEFINE_integer(
         "epochs",
         epochs,
-        "Maximum number of epochs (early stopping may end sooner); "
-        "default the paper's 500.",
+        "Maximum number of epochs (early stopping may end sooner)"
+        + ("; unset: the paper's 500." if epochs is None else "."),
         lower_bound=1,
         flag_values=flag_values,
     )
@@ -264,7 +280,8 @@ def define_flags(
         "data_dir",
         None,
         "Directory with a local copy of the data (see "
-        "keras_brainprop.datasets); nothing is downloaded.",
+        "keras_brainprop.datasets); nothing is downloaded. Unset: the "
+        "usual places, such as ~/.keras/datasets.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -282,28 +299,33 @@ def define_flags(
     flags.DEFINE_integer(
         "batch_size",
         None,
-        "Override of the paper's batch size.",
+        "Training batch size; unset: the paper's for the network.",
         lower_bound=1,
         flag_values=flag_values,
     )
     flags.DEFINE_float(
         "learning_rate",
         None,
-        "Override of the initial learning rate (paper: 0.1).",
-        lower_bound=0.0,
+        "Initial learning rate, > 0; unset: the paper's 0.1.",
+        flag_values=flag_values,
+    )
+    flags.register_validator(
+        "learning_rate",
+        lambda rate: rate is None or rate > 0,
+        message="--learning_rate must be > 0.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
         "patience",
         None,
-        "Override of the early-stopping patience (paper: 45).",
+        "Early-stopping patience in epochs; unset: the paper's 45.",
         lower_bound=1,
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
         "max_train_examples",
         None,
-        "Train on this many examples only (quick runs).",
+        "Train on this many examples only (quick runs); unset: all.",
         lower_bound=1,
         flag_values=flag_values,
     )
@@ -333,15 +355,76 @@ def run_kwargs(flag_values=flags.FLAGS):
     >>> result = experiment.run("digits", "mlp", FLAGS.algorithm,
     ...                         **run_kwargs())
     """
-    return {
-        "epochs": flag_values.epochs,
-        "seeds": _parse_seeds(flag_values.seeds),
-        "data_dir": flag_values.data_dir,
-        "output_dir": flag_values.output_dir,
-        "logdir": flag_values.logdir,
-        "batch_size": flag_values.batch_size,
-        "learning_rate": flag_values.learning_rate,
-        "patience": flag_values.patience,
-        "max_train_examples": flag_values.max_train_examples,
-        "verbose": flag_values.verbose,
-    }
+    names = (
+        "epochs",
+        "data_dir",
+        "output_dir",
+        "logdir",
+        "batch_size",
+        "learning_rate",
+        "patience",
+        "max_train_examples",
+        "verbose",
+    )
+    kwargs = {name: flag_values[name].value for name in names}
+    return {"seeds": _parse_seeds(flag_values.seeds), **kwargs}
+
+
+def run_script(main):
+    """Runs `main(argv)` with `absl.app.run`, ending errors in one message.
+
+    A dataset that is not on disk (`datasets.DatasetNotFoundError`), a
+    missing file or a bad argument value (`ValueError`) stops the script
+    with "Error: <message>" on stderr and exit status 1, without a
+    traceback. Other errors keep theirs.
+
+    Args:
+        main: The script's `main(argv)`.
+
+    Example:
+
+    >>> if __name__ == "__main__":
+    ...     cli.run_script(main)
+    """
+
+    def main_with_clean_errors(argv):
+        try:
+            return main(argv)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"Error: {error}") from None
+
+    app.run(main_with_clean_errors)
+
+
+def format_number(value, digits=4):
+    """Formats a number for a table; NaN and None print as "–".
+
+    Example:
+
+    >>> format_number(0.98765), format_number(None, 1)
+    ('0.9877', '–')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(header, rows):
+    """Returns a markdown table as one string.
+
+    Args:
+        header: The column titles.
+        rows: One sequence of cells (strings) per row, as many as titles.
+
+    Example:
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    | --- | --- |
+    | 1 | 2 |
+    """
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join(
+        "|" + "|".join(f" {cell} " if cell else " " for cell in line) + "|"
+        for line in lines
+    )

@@ -1,13 +1,26 @@
-"""Tests of the shared command line: flags, run kwargs and strategies."""
+"""Tests of the command line: shared flags, strategies, the demo
+(`python -m keras_brainprop`) and the benchmark scripts."""
 
+import json
 import os
+import pathlib
+import re
+import subprocess
+import sys
 import types
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
 
+from keras_brainprop import algorithms
+from keras_brainprop import architectures
 from keras_brainprop import cli
+from keras_brainprop import datasets
+from keras_brainprop import experiment
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_make_strategy_and_strategy_flags():
@@ -38,6 +51,7 @@ def test_flags_and_run_kwargs():
     assert kwargs["seeds"] == [1, 2]
     assert (kwargs["epochs"], kwargs["logdir"]) == (3, "x")
     assert flag_values.algorithm == "ebp"
+    assert algorithms.get(flag_values.algorithm).name == "backprop"
     assert flag_values.dataset == "digits"
     bad = flags.FlagValues()
     cli.define_flags(flag_values=bad)
@@ -77,3 +91,337 @@ def test_chief_outputs_redirects_other_workers(tmp_path):
         os.makedirs(scratch)
     assert not os.path.exists(os.path.dirname(scratch))
     assert kwargs["verbose"] == 2
+
+
+def _subprocess_env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    return env
+
+
+def _run_python(*args):
+    """Runs `python *args` in a fresh process; returns the completed run."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=_subprocess_env(),
+        timeout=300,
+        check=False,
+    )
+
+
+def _run_benchmark(script, *args):
+    """Runs `benchmarks/<script>` with `args` in a fresh Python process."""
+    return _run_python(str(ROOT / "benchmarks" / script), *args)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        # Both algorithms by default, then a table and the wall time.
+        (
+            ["--max_train_examples=64"],
+            ["| BrainProp |", "| backprop (EBP) |", "Wall time"],
+        ),
+        (
+            [
+                "--strategy=mirrored",
+                "--cpu_replicas=2",
+                "--max_train_examples=128",
+                "--algorithm=both",
+            ],
+            ["2 replica(s)", "| backprop (EBP) |"],
+        ),
+    ],
+    ids=["end_to_end", "mirrored_on_cpu_replicas"],
+)
+def test_demo_cli(tmp_path, args, expected):
+    completed = _run_python(
+        "-m", "keras_brainprop", "--epochs=1", *args, f"--output_dir={tmp_path}"
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for text in expected:
+        assert text in completed.stdout
+    for algorithm in algorithms.NAMES:
+        assert (tmp_path / f"digits_mlp_{algorithm}" / "summary.json").is_file()
+
+
+def test_compare_benchmark_smoke(tmp_path):
+    completed = _run_benchmark(
+        "compare.py",
+        "--dataset=digits",
+        "--architectures=mlp",
+        "--seeds=1",
+        "--epochs=1",
+        "--max_train_examples=64",
+        "--verbose=0",
+        f"--output_dir={tmp_path}",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| mlp | ratio BrainProp/EBP |" in completed.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    comparison = results["comparisons"]["mlp"]
+    assert set(comparison["ratios"]) == {
+        "test_accuracy",
+        "epochs_to_target",
+        "seconds_per_epoch",
+    }
+    for algorithm in algorithms.NAMES:
+        row = comparison[algorithm]
+        assert len(row["epochs_to_target"]) == 1
+        assert len(results["runs"]["mlp"][algorithm]["test_accuracies"]) == 1
+    assert (tmp_path / "curves_mlp.png").stat().st_size > 0
+    assert (tmp_path / "results.md").read_text().startswith("| network |")
+
+
+def _result_file(path, seed, curves, max_epochs=3):
+    """Writes a compare.py `results.json` with hand-made runs of one seed.
+
+    `curves` maps an algorithm to (validation curve, test accuracy,
+    seconds per epoch).
+    """
+    runs = {}
+    for algorithm, (curve, test_accuracy, seconds) in curves.items():
+        best = int(np.argmax(curve))
+        run = experiment.SeedResult(
+            seed=seed,
+            test_accuracy=test_accuracy,
+            test_loss=0.5,
+            last_epoch_test_accuracy=test_accuracy,
+            best_epoch=best + 1,
+            best_val_accuracy=curve[best],
+            epochs_run=len(curve),
+            seconds_per_epoch=seconds,
+            stopped_early=False,
+            history={"val_accuracy": curve},
+        )
+        result = experiment.Result(
+            dataset="digits",
+            architecture="mlp",
+            algorithm=algorithm,
+            hyperparameters=architectures.hyperparameters("mlp"),
+            max_epochs=max_epochs,
+            runs=[run],
+            num_train_examples=10,
+            num_validation_examples=5,
+            num_test_examples=5,
+        )
+        runs[algorithm] = result.to_dict()
+    path.mkdir()
+    (path / "results.json").write_text(json.dumps({"runs": {"mlp": runs}}))
+    return path
+
+
+def test_compare_merges_runs_of_separate_processes(tmp_path):
+    # The first file is of an earlier version, which named backprop "ebp".
+    first = _result_file(
+        tmp_path / "s1",
+        seed=1,
+        curves={
+            "ebp": ([0.5, 0.8, 0.9], 0.88, 2.0),
+            "brainprop": ([0.3, 0.6, 0.9], 0.87, 1.0),
+        },
+    )
+    second = _result_file(
+        tmp_path / "s2",
+        seed=2,
+        curves={
+            "backprop": ([0.6, 0.7, 0.7], 0.70, 4.0),
+            "brainprop": ([0.2, 0.7, 0.8], 0.80, 3.0),
+        },
+    )
+    merged = tmp_path / "merged"
+    completed = _run_benchmark(
+        "compare.py",
+        f"--merge={first},{second / 'results.json'}",
+        f"--output_dir={merged}",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| mlp | BrainProp | 2 |" in completed.stdout
+    results = json.loads((merged / "results.json").read_text())
+    assert results["runs"]["mlp"]["backprop"]["seeds"] == [1, 2]
+    assert results["runs"]["mlp"]["backprop"]["algorithm"] == "backprop"
+    comparison = results["comparisons"]["mlp"]
+    # The target is 99% of EBP's mean best validation accuracy, 0.8.
+    assert comparison["target_val_accuracy"] == pytest.approx(0.792)
+    ebp, brainprop = comparison["backprop"], comparison["brainprop"]
+    assert ebp["epochs_to_target"] == [2, None]
+    assert brainprop["epochs_to_target"] == [3, 3]
+    assert ebp["mean_test_accuracy"] == pytest.approx(0.79)
+    assert ebp["std_test_accuracy"] == pytest.approx(0.18 / np.sqrt(2))
+    assert brainprop["mean_val_accuracy_curve"] == pytest.approx(
+        [0.25, 0.65, 0.85]
+    )
+    assert comparison["ratios"] == pytest.approx(
+        {
+            "test_accuracy": 0.835 / 0.79,
+            "epochs_to_target": 1.5,
+            "seconds_per_epoch": 2.0 / 3.0,
+        }
+    )
+    assert (merged / "curves_mlp.png").stat().st_size > 0
+
+
+def test_compare_merge_rejects_repeated_seeds_and_other_protocols(tmp_path):
+    curves = {"ebp": ([0.5], 0.5, 1.0), "brainprop": ([0.5], 0.5, 1.0)}
+    first = _result_file(tmp_path / "a", seed=1, curves=curves)
+    completed = _run_benchmark("compare.py", f"--merge={first},{first}")
+    assert completed.returncode != 0
+    assert "Seeds [1] of mlp" in completed.stderr
+    other = _result_file(tmp_path / "b", seed=2, curves=curves, max_epochs=9)
+    completed = _run_benchmark("compare.py", f"--merge={first},{other}")
+    assert completed.returncode != 0
+    assert "another dataset or protocol" in completed.stderr
+    completed = _run_benchmark("compare.py", f"--merge={tmp_path / 'missing'}")
+    assert completed.returncode != 0
+    assert "Received: " in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_exploration_benchmark_reports_the_classes_learned(tmp_path):
+    completed = _run_benchmark(
+        "exploration.py",
+        "--dataset=digits",
+        "--architecture=mlp",
+        "--epsilons=0.02,1",
+        "--seeds=1",
+        "--epochs=2",
+        "--max_train_examples=128",
+        "--verbose=0",
+        f"--output_dir={tmp_path}",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| 0.02 | 1 |" in completed.stdout
+    assert "| 1 | 1 |" in completed.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"0.02", "1"}
+    _, labels = datasets.load_arrays("digits", split="test")
+    counts = np.bincount(labels, minlength=10)
+    for epsilon, row in results.items():
+        (report,) = row["class_reports"]
+        recall = np.array(report["recall"])
+        # The class report uses the kept weights, the evaluated ones.
+        assert np.sum(recall * counts) / counts.sum() == pytest.approx(
+            row["mean_test_accuracy"], abs=1e-6
+        )
+        assert row["classes_learned"] == [int(np.sum(recall >= 0.5))]
+        assert row["lowest_recall"] == [pytest.approx(recall.min())]
+        assert len(report["mean_q"]) == 10
+        summary = tmp_path / f"epsilon_{epsilon}" / "digits_mlp_brainprop"
+        assert (summary / "summary.json").is_file()
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def _flag_help(text):
+    """Maps each flag of absl's `--help` output to its help, on one line."""
+    entries = {}
+    for line in text.splitlines():
+        match = re.match(r"  --(\w+): (.*)", line)
+        if match:
+            name, entries[match[1]] = match[1], match[2]
+        elif entries and line.startswith("    "):
+            entries[name] += " " + line.strip()
+    return entries
+
+
+def test_help_lists_every_flag_with_its_default():
+    completed = _run_python("-m", "keras_brainprop", "--help")
+    # (absl's --help exits with status 1.)
+    entries = _flag_help(completed.stdout)
+    defaults = {
+        "algorithm": "'both'",
+        "architecture": "'mlp'",
+        "cpu_replicas": "'0'",
+        "dataset": "'digits'",
+        "epochs": "'40'",
+        "seeds": "'0'",
+        "strategy": "'default'",
+        "verbose": "'0'",
+    }
+    for flag, default in defaults.items():
+        assert f"(default: {default})" in entries[flag], flag
+    unset = {
+        "batch_size",
+        "data_dir",
+        "learning_rate",
+        "logdir",
+        "max_train_examples",
+        "output_dir",
+        "patience",
+    }
+    assert set(entries) == set(defaults) | unset
+    for flag in unset:
+        assert "(default:" not in entries[flag], flag
+        assert "unset" in entries[flag].lower() or "If set" in entries[flag]
+    # The demo's epoch limit is 40, not the paper's 500.
+    assert "500" not in entries["epochs"]
+    assert entries["algorithm"].startswith("<both|brainprop|backprop|ebp>")
+
+
+def test_missing_dataset_ends_in_one_message(tmp_path):
+    completed = _run_python(
+        "-m",
+        "keras_brainprop",
+        "--dataset=cifar100",
+        f"--data_dir={tmp_path}",
+        "--epochs=1",
+    )
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    errors = [
+        line
+        for line in completed.stderr.splitlines()
+        if line.startswith("Error: ")
+    ]
+    assert len(errors) == 1, completed.stderr[-3000:]
+    assert "cifar100" in errors[0]
+    assert str(tmp_path) in completed.stderr
+
+
+def test_learning_rate_must_be_positive():
+    for rate in ("0", "-0.1"):
+        flag_values = flags.FlagValues()
+        cli.define_flags(flag_values=flag_values)
+        with pytest.raises(flags.IllegalFlagValueError, match="> 0"):
+            flag_values(["prog", f"--learning_rate={rate}"])
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values=flag_values)
+    flag_values(["prog", "--learning_rate=0.05"])
+    assert cli.run_kwargs(flag_values)["learning_rate"] == 0.05
+
+
+def test_epochs_help_names_the_paper_default_only_when_unset():
+    unset = flags.FlagValues()
+    cli.define_flags(flag_values=unset)
+    assert "the paper's 500" in unset["epochs"].help
+    assert unset["epochs"].default is None
+    demo = flags.FlagValues()
+    cli.define_flags(epochs=40, flag_values=demo)
+    assert "500" not in demo["epochs"].help
+    assert demo["epochs"].default == 40
+
+
+def test_algorithm_flag_takes_every_name_and_former_name():
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values=flag_values)
+    for name in (*algorithms.NAMES, *algorithms.ALIASES):
+        flag_values(["prog", f"--algorithm={name}"])
+        assert algorithms.get(flag_values.algorithm).name in algorithms.NAMES
+    with pytest.raises(flags.IllegalFlagValueError):
+        flag_values(["prog", "--algorithm=sgd"])
+
+
+def test_table_formatting():
+    assert cli.format_number(0.98765) == "0.9877"
+    assert cli.format_number(2.5, 1) == "2.5"
+    assert cli.format_number(None) == cli.format_number(float("nan")) == "–"
+    table = cli.markdown_table(["a", "b"], [["1", ""], ["x", "y"]])
+    assert table.splitlines() == [
+        "| a | b |",
+        "| --- | --- |",
+        "| 1 | |",
+        "| x | y |",
+    ]

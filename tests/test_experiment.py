@@ -1,50 +1,21 @@
-"""Tests of the experiment driver, the CLI demo and the comparison script."""
+"""Tests of the experiment driver: run loop, protocol, results, reports."""
 
-import functools
+import dataclasses
 import json
-import os
-import pathlib
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from keras_brainprop import algorithms
 from keras_brainprop import architectures
-from keras_brainprop import datasets
 from keras_brainprop import experiment
 from keras_brainprop import policies
+from keras_brainprop.callbacks import EpochLearningRate
 from keras_brainprop.model import BrainPropModel
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # Tiny runs: 64 training digits, a couple of epochs.
 TINY = {"max_train_examples": 64, "verbose": 0}
-
-
-def _subprocess_env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), env.get("PYTHONPATH", "")]
-    ).rstrip(os.pathsep)
-    return env
-
-
-def _run_python(*args):
-    """Runs `python *args` in a fresh process; returns the completed run."""
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        env=_subprocess_env(),
-        timeout=300,
-        check=False,
-    )
-
-
-def _run_benchmark(script, *args):
-    """Runs `benchmarks/<script>` with `args` in a fresh Python process."""
-    return _run_python(str(ROOT / "benchmarks" / script), *args)
 
 
 @pytest.fixture(scope="module")
@@ -146,22 +117,22 @@ def test_saved_weights_are_the_evaluated_ones(brainprop_run):
     assert logs["accuracy"] == pytest.approx(result.runs[0].test_accuracy)
 
 
-def test_ebp_run_and_single_seed_std(tmp_path):
+def test_backprop_run_and_single_seed_std(tmp_path):
     result = experiment.run(
         "digits",
         "mlp",
-        "ebp",
+        "ebp",  # The former name of backprop still works.
         epochs=1,
         seeds=[0],
         output_dir=str(tmp_path),
         **TINY,
     )
-    assert result.algorithm == "ebp"
+    assert result.algorithm == "backprop"
     assert result.std_test_accuracy == 0.0
     history = result.runs[0].history
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
     assert "reward" not in history
-    assert (tmp_path / "digits_mlp_ebp" / "summary.json").is_file()
+    assert (tmp_path / "digits_mlp_backprop" / "summary.json").is_file()
 
 
 def test_train_fn_gets_the_seed_run():
@@ -175,7 +146,7 @@ def test_train_fn_gets_the_seed_run():
     result = experiment.run(
         "digits",
         "mlp",
-        "ebp",
+        algorithms.Backprop(),
         epochs=1,
         seeds=[3],
         batch_size=8,
@@ -189,6 +160,7 @@ def test_train_fn_gets_the_seed_run():
     assert seed_run.hparams.patience == 2
     assert seed_run.input_shape == (8, 8, 1)
     assert seed_run.num_classes == 10
+    assert isinstance(seed_run.algorithm, algorithms.Backprop)
     assert result.runs[0].epochs_run == 1
 
 
@@ -218,22 +190,20 @@ def test_callbacks_follow_the_paper():
     (scheduler,) = [
         callback
         for callback in training.callbacks
-        if isinstance(callback, experiment.EpochLearningRate)
+        if isinstance(callback, EpochLearningRate)
     ]
     assert scheduler.schedule(150) == pytest.approx(0.05)
 
 
 def test_learning_rate_is_set_every_epoch():
     net = architectures.build("mlp", (8, 8, 1), 10)
-    model = experiment.compile_model(net, "ebp", learning_rate=1.0)
+    algorithms.Backprop().compile(net, learning_rate=1.0)
     images = np.zeros((4, 8, 8, 1), "float32")
     labels = np.zeros(4, "int32")
-    callback = experiment.EpochLearningRate(lambda epoch: 0.5**epoch)
-    history = model.fit(
-        images, labels, epochs=3, callbacks=[callback], verbose=0
-    )
+    callback = EpochLearningRate(lambda epoch: 0.5**epoch)
+    history = net.fit(images, labels, epochs=3, callbacks=[callback], verbose=0)
     assert history.history["learning_rate"] == [1.0, 0.5, 0.25]
-    assert float(model.optimizer.learning_rate) == 0.25
+    assert float(net.optimizer.learning_rate) == 0.25
 
 
 def test_bad_arguments():
@@ -241,24 +211,8 @@ def test_bad_arguments():
         experiment.run("digits", "mlp", "sgd")
     with pytest.raises(ValueError, match="seed"):
         experiment.run("digits", "mlp", seeds=[])
-
-
-def test_demo_cli_runs_mirrored_on_cpu_replicas(tmp_path):
-    completed = _run_python(
-        "-m",
-        "keras_brainprop",
-        "--strategy=mirrored",
-        "--cpu_replicas=2",
-        "--epochs=1",
-        "--max_train_examples=128",
-        "--algorithm=both",
-        f"--output_dir={tmp_path}",
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "2 replica(s)" in completed.stdout
-    assert "| backprop (EBP) |" in completed.stdout
-    for algorithm in ("brainprop", "ebp"):
-        assert (tmp_path / f"digits_mlp_{algorithm}" / "summary.json").is_file()
+    with pytest.raises(ValueError, match="learning_rate=0"):
+        experiment.run("digits", "mlp", learning_rate=0, epochs=1, **TINY)
 
 
 def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
@@ -271,197 +225,53 @@ def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     assert not (tmp_path / "a.png").exists()
 
 
-def test_demo_cli_runs_end_to_end(tmp_path):
-    completed = _run_python(
-        "-m",
-        "keras_brainprop",
-        "--epochs=1",
-        "--max_train_examples=64",
-        f"--output_dir={tmp_path}",
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| BrainProp |" in completed.stdout
-    assert "| backprop (EBP) |" in completed.stdout
-    assert "Wall time" in completed.stdout
-    for algorithm in ("brainprop", "ebp"):
-        assert (tmp_path / f"digits_mlp_{algorithm}" / "summary.json").is_file()
+def test_run_with_another_policy_seeds_it_per_run():
+    seen = []
 
+    def train_fn(seed_run):
+        seen.append(seed_run.algorithm)
+        return experiment.train(seed_run)
 
-def test_compare_benchmark_smoke(tmp_path):
-    completed = _run_benchmark(
-        "compare.py",
-        "--dataset=digits",
-        "--architectures=mlp",
-        "--seeds=1",
-        "--epochs=1",
-        "--max_train_examples=64",
-        "--verbose=0",
-        f"--output_dir={tmp_path}",
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| mlp | ratio BrainProp/EBP |" in completed.stdout
-    results = json.loads((tmp_path / "results.json").read_text())
-    comparison = results["comparisons"]["mlp"]
-    assert set(comparison["ratios"]) == {
-        "test_accuracy",
-        "epochs_to_target",
-        "seconds_per_epoch",
-    }
-    for algorithm in ("brainprop", "ebp"):
-        row = comparison[algorithm]
-        assert len(row["epochs_to_target"]) == 1
-        assert len(results["runs"]["mlp"][algorithm]["test_accuracies"]) == 1
-    assert (tmp_path / "curves_mlp.png").stat().st_size > 0
-    assert (tmp_path / "results.md").read_text().startswith("| network |")
-
-
-def _result_file(path, seed, curves, max_epochs=3):
-    """Writes a compare.py `results.json` with hand-made runs of one seed.
-
-    `curves` maps an algorithm to (validation curve, test accuracy,
-    seconds per epoch).
-    """
-    runs = {}
-    for algorithm, (curve, test_accuracy, seconds) in curves.items():
-        best = int(np.argmax(curve))
-        run = experiment.SeedResult(
-            seed=seed,
-            test_accuracy=test_accuracy,
-            test_loss=0.5,
-            last_epoch_test_accuracy=test_accuracy,
-            best_epoch=best + 1,
-            best_val_accuracy=curve[best],
-            epochs_run=len(curve),
-            seconds_per_epoch=seconds,
-            stopped_early=False,
-            history={"val_accuracy": curve},
-        )
-        result = experiment.Result(
-            dataset="digits",
-            architecture="mlp",
-            algorithm=algorithm,
-            hyperparameters=architectures.hyperparameters("mlp"),
-            max_epochs=max_epochs,
-            runs=[run],
-            num_train_examples=10,
-            num_validation_examples=5,
-            num_test_examples=5,
-        )
-        runs[algorithm] = result.to_dict()
-    path.mkdir()
-    (path / "results.json").write_text(json.dumps({"runs": {"mlp": runs}}))
-    return path
-
-
-def test_compare_merges_runs_of_separate_processes(tmp_path):
-    first = _result_file(
-        tmp_path / "s1",
-        seed=1,
-        curves={
-            "ebp": ([0.5, 0.8, 0.9], 0.88, 2.0),
-            "brainprop": ([0.3, 0.6, 0.9], 0.87, 1.0),
-        },
-    )
-    second = _result_file(
-        tmp_path / "s2",
-        seed=2,
-        curves={
-            "ebp": ([0.6, 0.7, 0.7], 0.70, 4.0),
-            "brainprop": ([0.2, 0.7, 0.8], 0.80, 3.0),
-        },
-    )
-    merged = tmp_path / "merged"
-    completed = _run_benchmark(
-        "compare.py",
-        f"--merge={first},{second / 'results.json'}",
-        f"--output_dir={merged}",
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| mlp | BrainProp | 2 |" in completed.stdout
-    results = json.loads((merged / "results.json").read_text())
-    assert results["runs"]["mlp"]["ebp"]["seeds"] == [1, 2]
-    comparison = results["comparisons"]["mlp"]
-    # The target is 99% of EBP's mean best validation accuracy, 0.8.
-    assert comparison["target_val_accuracy"] == pytest.approx(0.792)
-    ebp, brainprop = comparison["ebp"], comparison["brainprop"]
-    assert ebp["epochs_to_target"] == [2, None]
-    assert brainprop["epochs_to_target"] == [3, 3]
-    assert ebp["mean_test_accuracy"] == pytest.approx(0.79)
-    assert ebp["std_test_accuracy"] == pytest.approx(0.18 / np.sqrt(2))
-    assert brainprop["mean_val_accuracy_curve"] == pytest.approx(
-        [0.25, 0.65, 0.85]
-    )
-    assert comparison["ratios"] == pytest.approx(
-        {
-            "test_accuracy": 0.835 / 0.79,
-            "epochs_to_target": 1.5,
-            "seconds_per_epoch": 2.0 / 3.0,
-        }
-    )
-    assert (merged / "curves_mlp.png").stat().st_size > 0
-
-
-def test_compare_merge_rejects_repeated_seeds_and_other_protocols(tmp_path):
-    curves = {"ebp": ([0.5], 0.5, 1.0), "brainprop": ([0.5], 0.5, 1.0)}
-    first = _result_file(tmp_path / "a", seed=1, curves=curves)
-    completed = _run_benchmark("compare.py", f"--merge={first},{first}")
-    assert completed.returncode != 0
-    assert "Seeds [1] of mlp" in completed.stderr
-    other = _result_file(tmp_path / "b", seed=2, curves=curves, max_epochs=9)
-    completed = _run_benchmark("compare.py", f"--merge={first},{other}")
-    assert completed.returncode != 0
-    assert "another dataset or protocol" in completed.stderr
-    completed = _run_benchmark("compare.py", f"--merge={tmp_path / 'missing'}")
-    assert completed.returncode != 0
-    assert "Received: " in completed.stderr
-
-
-def test_train_fn_with_another_policy():
-    greedy = functools.partial(experiment.train, policy=policies.Greedy())
+    greedy = policies.Greedy()
     result = experiment.run(
         "digits",
         "mlp",
-        "brainprop",
+        algorithms.BrainProp(policy=greedy),
         epochs=1,
         seeds=[1],
-        train_fn=greedy,
+        train_fn=train_fn,
         **TINY,
     )
     assert result.runs[0].history["explore_rate"] == [0.0]
-    net = architectures.build("mlp", (8, 8, 1), 10, output_activation="softmax")
-    with pytest.raises(ValueError, match="only applies to BrainProp"):
-        experiment.compile_model(net, "ebp", policy=policies.Greedy())
+    # An unseeded BrainProp explores with the run's seed; a seed is kept.
+    assert (seen[0].policy, seen[0].seed) == (greedy, 1)
+    seeded = algorithms.BrainProp(seed=5)
+    experiment.run("digits", "mlp", seeded, epochs=1, train_fn=train_fn, **TINY)
+    assert seen[1] is seeded
 
 
-def test_exploration_benchmark_reports_the_classes_learned(tmp_path):
-    completed = _run_benchmark(
-        "exploration.py",
-        "--dataset=digits",
-        "--architecture=mlp",
-        "--epsilons=0.02,1",
-        "--seeds=1",
-        "--epochs=2",
-        "--max_train_examples=128",
-        "--verbose=0",
-        f"--output_dir={tmp_path}",
+def test_result_reads_files_that_name_backprop_ebp(brainprop_run):
+    data = dataclasses.replace(brainprop_run[0], algorithm="ebp").to_dict()
+    assert data["algorithm"] == "ebp"
+    restored = experiment.Result.from_dict(data)
+    assert restored.algorithm == "backprop"
+    assert restored.runs == brainprop_run[0].runs
+
+
+def test_result_statistics_over_seeds(brainprop_run):
+    result = brainprop_run[0]
+    accuracies = [run.test_accuracy for run in result.runs]
+    assert result.seeds == [1, 2]
+    assert result.test_accuracies == accuracies
+    assert result.std_test_accuracy == pytest.approx(np.std(accuracies, ddof=1))
+    assert result.mean_best_epoch == pytest.approx(
+        np.mean([run.best_epoch for run in result.runs])
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| 0.02 | 1 |" in completed.stdout
-    assert "| 1 | 1 |" in completed.stdout
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"0.02", "1"}
-    _, labels = datasets.load_arrays("digits", split="test")
-    counts = np.bincount(labels, minlength=10)
-    for epsilon, row in results.items():
-        (report,) = row["class_reports"]
-        recall = np.array(report["recall"])
-        # The class report uses the kept weights, the evaluated ones.
-        assert np.sum(recall * counts) / counts.sum() == pytest.approx(
-            row["mean_test_accuracy"], abs=1e-6
-        )
-        assert row["classes_learned"] == [int(np.sum(recall >= 0.5))]
-        assert row["lowest_recall"] == [pytest.approx(recall.min())]
-        assert len(report["mean_q"]) == 10
-        summary = tmp_path / f"epsilon_{epsilon}" / "digits_mlp_brainprop"
-        assert (summary / "summary.json").is_file()
-    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert result.std_best_epoch == pytest.approx(
+        np.std([run.best_epoch for run in result.runs], ddof=1)
+    )
+    assert result.mean_seconds_per_epoch == pytest.approx(
+        np.mean([run.seconds_per_epoch for run in result.runs])
+    )
+    assert result.histories == [run.history for run in result.runs]
+    assert f"{result.mean_test_accuracy:.4f} ±" in result.summary()

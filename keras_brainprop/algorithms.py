@@ -1,0 +1,223 @@
+"""Training algorithms as objects: BrainProp and its backprop baseline.
+
+An algorithm knows the output layer its network needs, how to turn a
+network into the model to `fit`, how to compile that model and which
+callbacks log it. Code that trains "with BrainProp or with backprop" asks
+the algorithm object instead of comparing names, and `get` is the one place
+that turns a name (a command-line flag, a result file) into such an object.
+
+Example:
+
+```python
+from keras_brainprop import algorithms, architectures
+
+algorithm = algorithms.get("brainprop")  # or algorithms.Backprop()
+net = architectures.build(
+    "mlp", (8, 8, 1), 10, output_activation=algorithm.output_activation
+)
+model = algorithm.wrap(net)
+algorithm.compile(model, learning_rate=0.1)
+model.fit(train, validation_data=validation,
+          callbacks=algorithm.callbacks(log_dir="/tmp/logs"))
+```
+"""
+
+import dataclasses
+import numbers
+from typing import ClassVar
+
+import keras
+import tensorflow as tf
+
+from keras_brainprop.backprop_model import BackpropModel
+from keras_brainprop.callbacks import BrainPropMonitor
+from keras_brainprop.model import wrap
+
+# The names `get` takes, and the former names it still accepts (result files
+# and flags of earlier versions call backprop "ebp").
+NAMES = ("brainprop", "backprop")
+ALIASES = {"ebp": "backprop"}
+
+
+def _compile(model, learning_rate, metrics, **kwargs):
+    # The paper's optimizer for both: SGD without momentum.
+    if isinstance(learning_rate, numbers.Real) and not learning_rate > 0:
+        raise ValueError(
+            "`learning_rate` must be > 0. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+        metrics=None if metrics is None else list(metrics),
+        **kwargs,
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BrainProp:
+    """Learning from reward with BrainProp (`keras_brainprop.wrap`).
+
+    The network ends in linear Q-values, one per class; the model to fit is
+    a `BrainPropModel` that chooses an action per sample and learns from
+    its reward alone, without a loss.
+
+    Args:
+        policy: Action selection (`keras_brainprop.policies`); None for the
+            paper's `EpsilonBoltzmann(epsilon=0.02)`.
+        reward: Reward function (`keras_brainprop.rewards`); None for 1 if
+            the choice is right, else 0.
+        seed: Seed of the exploration; None for Keras' global seed
+            (`experiment.run` uses each run's seed then).
+
+    Example:
+
+    >>> algorithm = BrainProp(policy=kbp.policies.Greedy())
+    >>> model = algorithm.wrap(net)
+    >>> algorithm.compile(model, learning_rate=0.1)
+    """
+
+    name: ClassVar[str] = "brainprop"
+    output_activation: ClassVar[str | None] = None
+
+    policy: object = None
+    reward: object = None
+    seed: int | None = None
+
+    def wrap(self, network):
+        """Returns the `BrainPropModel` that trains `network` from reward."""
+        return wrap(
+            network, policy=self.policy, reward=self.reward, seed=self.seed
+        )
+
+    def compile(
+        self, model, learning_rate=0.1, metrics=("accuracy",), **kwargs
+    ):
+        """Compiles `model` with SGD(`learning_rate`) and no loss.
+
+        Args:
+            model: The model from `wrap`.
+            learning_rate: The SGD learning rate (> 0) or a schedule.
+            metrics: Metrics of the greedy choice, e.g. "accuracy".
+            **kwargs: Other arguments of `keras.Model.compile`, e.g.
+                `jit_compile`.
+        """
+        _compile(model, learning_rate, metrics, **kwargs)
+
+    def callbacks(self, log_dir=None, probe_data=None):
+        """TensorBoard's and BrainProp's own logs (`BrainPropMonitor`).
+
+        Args:
+            log_dir: The logs' directory; None for no callbacks.
+            probe_data: Samples the monitor follows, e.g. validation data.
+
+        Returns:
+            A list of callbacks for `fit`.
+        """
+        if log_dir is None:
+            return []
+        return [
+            keras.callbacks.TensorBoard(log_dir=log_dir),
+            BrainPropMonitor(log_dir, probe_data=probe_data),
+        ]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Backprop:
+    """The paper's baseline: error backpropagation of the cross-entropy.
+
+    The network ends in a softmax and is trained on the labels with Keras'
+    own training step: the network itself, or under a `tf.distribute`
+    strategy a `BackpropModel` around it (Keras 3.15 cannot train a plain
+    model there).
+
+    Example:
+
+    >>> algorithm = Backprop()
+    >>> model = algorithm.wrap(net)  # `net` itself outside a strategy.
+    >>> algorithm.compile(model, learning_rate=0.1)
+    """
+
+    name: ClassVar[str] = "backprop"
+    output_activation: ClassVar[str | None] = "softmax"
+
+    def wrap(self, network):
+        """Returns `network`, or a `BackpropModel` under a strategy."""
+        if tf.distribute.has_strategy():
+            return BackpropModel(network)
+        return network
+
+    def compile(
+        self, model, learning_rate=0.1, metrics=("accuracy",), **kwargs
+    ):
+        """Compiles `model` with SGD(`learning_rate`) and the cross-entropy.
+
+        Args:
+            model: The model from `wrap`.
+            learning_rate: The SGD learning rate (> 0) or a schedule.
+            metrics: Metrics to compile, e.g. "accuracy".
+            **kwargs: Other arguments of `keras.Model.compile`; `loss`
+                replaces the sparse categorical cross-entropy.
+        """
+        kwargs.setdefault("loss", "sparse_categorical_crossentropy")
+        _compile(model, learning_rate, metrics, **kwargs)
+
+    def callbacks(self, log_dir=None, probe_data=None):
+        """TensorBoard's logs (`probe_data` is not used).
+
+        Returns:
+            `[keras.callbacks.TensorBoard(log_dir)]`, or `[]` without
+            `log_dir`.
+        """
+        del probe_data  # Backprop has no choices to probe.
+        if log_dir is None:
+            return []
+        return [keras.callbacks.TensorBoard(log_dir=log_dir)]
+
+
+_CLASSES = {"brainprop": BrainProp, "backprop": Backprop}
+
+
+def get(identifier):
+    """Returns the algorithm object for a name, or the object itself.
+
+    Args:
+        identifier: A name of `NAMES` (case-insensitive), a former name of
+            `ALIASES` ("ebp" is backprop), or an algorithm object (with
+            `name`, `output_activation`, `wrap`, `compile` and
+            `callbacks`), returned as is.
+
+    Returns:
+        `BrainProp()`, `Backprop()` or `identifier`.
+
+    Raises:
+        ValueError: For an unknown name or another kind of object.
+
+    Example:
+
+    >>> get("ebp").name
+    'backprop'
+    """
+    if isinstance(identifier, str):
+        name = identifier.lower()
+        name = ALIASES.get(name, name)
+        if name in _CLASSES:
+            return _CLASSES[name]()
+    elif all(
+        hasattr(identifier, attribute)
+        for attribute in (
+            "name",
+            "output_activation",
+            "wrap",
+            "compile",
+            "callbacks",
+        )
+    ):
+        return identifier
+    names = ", ".join(repr(name) for name in NAMES)
+    aliases = ", ".join(repr(alias) for alias in ALIASES)
+    raise ValueError(
+        f"Unknown algorithm. Expected one of {names} (or the former names "
+        f"{aliases}), or an algorithm object such as "
+        "keras_brainprop.algorithms.BrainProp(). "
+        f"Received: algorithm={identifier!r}"
+    )
