@@ -175,6 +175,7 @@ class Backprop:
 
 
 _CLASSES = {"brainprop": BrainProp, "backprop": Backprop}
+_API = ("name", "output_activation", "wrap", "compile", "callbacks")
 
 
 def get(identifier):
@@ -198,20 +199,10 @@ def get(identifier):
     'backprop'
     """
     if isinstance(identifier, str):
-        name = identifier.lower()
-        name = ALIASES.get(name, name)
+        name = ALIASES.get(identifier.lower(), identifier.lower())
         if name in _CLASSES:
             return _CLASSES[name]()
-    elif all(
-        hasattr(identifier, attribute)
-        for attribute in (
-            "name",
-            "output_activation",
-            "wrap",
-            "compile",
-            "callbacks",
-        )
-    ):
+    elif all(hasattr(identifier, attribute) for attribute in _API):
         return identifier
     names = ", ".join(repr(name) for name in NAMES)
     aliases = ", ".join(repr(alias) for alias in ALIASES)
