@@ -78,7 +78,8 @@ def make_strategy(name, cpu_replicas=0, tpu="local"):
     Example:
 
     >>> strategy = make_strategy("mirrored", cpu_replicas=2)
-    >>> experiment.run("digits", "mlp", "ebp", epochs=5, strategy=strategy)
+    >>> experiment.run("digits", "mlp", "backprop", epochs=5,
+    ...                strategy=strategy)
     """
     if name not in STRATEGIES:
         raise ValueError(
@@ -352,20 +353,12 @@ def run_kwargs(flag_values=flags.FLAGS):
 
     Example:
 
-    >>> result = experiment.run("digits", "mlp", FLAGS.algorithm,
-    ...                         **run_kwargs())
+    >>> result = experiment.run("digits", "mlp", **run_kwargs())
     """
     names = (
-        "epochs",
-        "data_dir",
-        "output_dir",
-        "logdir",
-        "batch_size",
-        "learning_rate",
-        "patience",
-        "max_train_examples",
-        "verbose",
-    )
+        "epochs data_dir output_dir logdir batch_size learning_rate patience "
+        "max_train_examples verbose"
+    ).split()
     kwargs = {name: flag_values[name].value for name in names}
     return {"seeds": _parse_seeds(flag_values.seeds), **kwargs}
 
