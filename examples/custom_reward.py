@@ -29,9 +29,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-import keras_brainprop
-from keras_brainprop import architectures
-from keras_brainprop import datasets
+import keras_brainprop as kbp
 
 FLAGS = flags.FLAGS
 
@@ -79,9 +77,9 @@ def train(x_train, y_train, validation_data):
         The trained `BrainPropModel`.
     """
     keras.utils.set_random_seed(FLAGS.seed)
-    hparams = architectures.hyperparameters("mlp")
-    net = architectures.build("mlp", x_train.shape[1:], 10)
-    model = keras_brainprop.wrap(net)
+    hparams = kbp.architectures.hyperparameters("mlp")
+    net = kbp.architectures.build("mlp", x_train.shape[1:], 10)
+    model = kbp.wrap(net)
     # "accuracy" compares the greedy action with the table's best action,
     # the right digit, so it stays the plain accuracy.
     model.compile(
@@ -101,9 +99,9 @@ def train(x_train, y_train, validation_data):
 
 def main(argv):
     del argv  # Unused.
-    x_train, labels_train = datasets.load_arrays("digits", "train")
-    x_val, labels_val = datasets.load_arrays("digits", "validation")
-    x_test, labels_test = datasets.load_arrays("digits", "test")
+    x_train, labels_train = kbp.datasets.load_arrays("digits", "train")
+    x_val, labels_val = kbp.datasets.load_arrays("digits", "validation")
+    x_test, labels_test = kbp.datasets.load_arrays("digits", "test")
     table = reward_table(10, FLAGS.penalty)
     is_costly = table < 0
     models = {

@@ -1,25 +1,20 @@
-r"""Any of the paper's experiments, data-parallel under tf.distribute.
+r"""BrainProp data-parallel under tf.distribute, on one machine or many.
 
-Trains one of the paper's networks (`keras_brainprop.architectures`) on one
-dataset with BrainProp (or EBP), with the paper's protocol
-(`keras_brainprop.experiment`), under a `tf.distribute` strategy:
+Trains one of the paper's networks on one dataset, from reward (BrainProp)
+or by backprop, under a `tf.distribute` strategy (`kbp.cli.make_strategy`):
 
+- `--strategy=mirrored`: every local GPU; with `--cpu_replicas=N`, N
+  logical CPU devices instead, to try it anywhere.
+- `--strategy=multi_worker`: one process per machine, each told the
+  cluster by `TF_CONFIG` or by `--workers` and `--task_index`.
+- `--strategy=tpu`: a Cloud TPU (`--tpu`); not tested here.
 - `--strategy=default`: one device, the ordinary run.
-- `--strategy=mirrored`: every local GPU (MirroredStrategy); with
-  `--cpu_replicas=N`, N logical CPU devices instead, to try it anywhere.
-- `--strategy=multi_worker`: one process per machine
-  (MultiWorkerMirroredStrategy), each told the cluster by `TF_CONFIG` or by
-  `--workers` and `--task_index`. Each worker uses all its local GPUs, or
-  its CPU as one replica.
-- `--strategy=tpu`: a Cloud TPU (`--tpu`, TPUStrategy); not tested here.
 
-`--batch_size` is the global batch, shared by all replicas (the paper's 128
-by default): every step averages the BrainProp loss over the global batch,
-and each replica draws its own exploration, so N replicas train like one
-device with the same batch. To scale the batch with the replicas, raise
-`--batch_size` (and the learning rate) yourself.
-
-Commands (from the repository root):
+The model is built and compiled inside `strategy.scope()`, so its variables
+are mirrored on every replica; `fit` is called as usual. The batch size is
+the global batch, shared by the replicas (the paper's by default): every
+step averages the loss over the global batch and each replica draws its own
+exploration, so N replicas train like one device with the same batch.
 
     # One process, two replicas on the CPU:
     python examples/distributed.py --strategy=mirrored --cpu_replicas=2 \
@@ -33,93 +28,102 @@ Commands (from the repository root):
         --workers=localhost:23456,localhost:23457 --task_index=1 \
         --dataset=digits --architecture=mlp --epochs=20
 
-    # A real cluster: run the same command on every machine, with
-    # TF_CONFIG set by the cluster manager (or by hand) instead of flags:
+    # A real cluster: the same command on every machine, with TF_CONFIG
+    # set by the cluster manager (or by hand) instead of the two flags:
     python examples/distributed.py --strategy=multi_worker \
         --dataset=cifar10 --architecture=deep --data_dir=/data
 
-Only the chief (worker 0) prints and writes `--output_dir` and `--logdir`;
-the other workers write theirs to a temporary directory they delete
-(`cli.chief_outputs`). The strategy comes from
-`cli.make_strategy`, and under it `experiment.compile_model` trains
-the EBP baseline through `keras_brainprop.backprop_model.BackpropModel`;
-`python -m keras_brainprop --strategy=...` runs the same way.
+Every worker trains and evaluates (they take part in every all-reduce);
+only the chief, worker 0, prints.
 """
 
+import functools
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import tensorflow as tf
+from absl import flags
 
-import tensorflow as tf  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+import keras_brainprop as kbp
+from keras_brainprop import cli
 
-from keras_brainprop import cli  # noqa: E402
-from keras_brainprop import experiment  # noqa: E402
-
+flags.DEFINE_enum("strategy", "mirrored", cli.STRATEGIES, "See above.")
+flags.DEFINE_integer("cpu_replicas", 0, "mirrored: N logical CPU replicas.")
+flags.DEFINE_list("workers", None, "multi_worker: every host:port, in order.")
+flags.DEFINE_integer("task_index", 0, "multi_worker: this worker's index.")
+flags.DEFINE_string("tpu", "local", "tpu: the TPU's name or grpc:// address.")
+flags.DEFINE_enum("dataset", "digits", kbp.datasets.NAMES, "The data.")
+flags.DEFINE_enum(
+    "architecture", "mlp", kbp.architectures.ARCHITECTURES, "The network."
+)
+flags.DEFINE_enum(
+    "algorithm", "brainprop", kbp.algorithms.NAMES, "From reward or labels."
+)
+flags.DEFINE_integer("epochs", 20, "Training epochs.")
+flags.DEFINE_integer("batch_size", None, "Global batch; default the paper's.")
+flags.DEFINE_string("data_dir", None, "A folder holding the dataset.")
+flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
 FLAGS = flags.FLAGS
-
-cli.define_flags(
-    dataset="digits",
-    architecture="mlp",
-    algorithm="brainprop",
-    epochs=None,
-    strategy="mirrored",
-    strategies=cli.STRATEGIES,
-)
-flags.DEFINE_list(
-    "workers",
-    None,
-    "multi_worker only: host:port of every worker, in order. Sets "
-    "TF_CONFIG; leave it out when TF_CONFIG is already set.",
-)
-flags.DEFINE_integer(
-    "task_index", 0, "multi_worker only: this worker's index in --workers."
-)
-flags.DEFINE_string(
-    "tpu", "local", "tpu only: the TPU's name or grpc:// address."
-)
 
 
 def main(argv):
     del argv  # Unused.
-    tf.get_logger().setLevel("WARNING")  # tf.distribute logs every reduce.
-    if FLAGS.strategy == "multi_worker" and FLAGS.workers:
+    if FLAGS.workers:
         os.environ["TF_CONFIG"] = json.dumps(
             {
                 "cluster": {"worker": FLAGS.workers},
                 "task": {"type": "worker", "index": FLAGS.task_index},
             }
         )
+    # Before any other TensorFlow op: it may split the CPU or join a cluster.
     strategy = cli.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.tpu)
-    chief = cli.is_chief(strategy)
-    with cli.chief_outputs(cli.run_kwargs(), strategy) as kwargs:
-        logging.info(
-            "%s strategy: %d replicas in sync, global batch %s",
-            FLAGS.strategy,
-            strategy.num_replicas_in_sync,
-            kwargs["batch_size"] or "of the paper",
-        )
-        # Inside the strategy's scope, so the network and optimizer
-        # variables are mirrored on every replica.
-        result = experiment.run(
-            FLAGS.dataset,
+    tf.get_logger().setLevel("WARNING")  # tf.distribute logs every reduce.
+    keras.utils.set_random_seed(FLAGS.seed)
+    hparams = kbp.architectures.hyperparameters(FLAGS.architecture)
+
+    # Each worker reads the whole dataset and keeps its replicas' share of
+    # every global batch (in-memory data has no files to split).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    load = functools.partial(
+        kbp.datasets.load, FLAGS.dataset, data_dir=FLAGS.data_dir
+    )
+    batch_size = FLAGS.batch_size or hparams.batch_size
+    train = load("train", batch_size=batch_size, seed=FLAGS.seed)
+    validation = load("validation", seed=FLAGS.seed)
+    test = load("test")
+    info = kbp.datasets.info(FLAGS.dataset)
+
+    with strategy.scope():
+        algorithm = kbp.algorithms.get(FLAGS.algorithm)
+        network = kbp.architectures.build(
             FLAGS.architecture,
-            FLAGS.algorithm,
-            strategy=strategy,
-            **kwargs,
+            info.input_shape,
+            info.num_classes,
+            output_activation=algorithm.output_activation,
         )
+        model = algorithm.wrap(network)
+        algorithm.compile(model, learning_rate=hparams.learning_rate)
+
+    chief = cli.is_chief(strategy)
+    model.fit(
+        train.with_options(options),
+        validation_data=validation.with_options(options),
+        epochs=FLAGS.epochs,
+        callbacks=[kbp.callbacks.EpochLearningRate(hparams.learning_rate_at)],
+        verbose=2 if chief else 0,
+        shuffle=False,  # The loader reshuffles the training set every epoch.
+    )
+    test_logs = model.evaluate(
+        test.with_options(options), return_dict=True, verbose=0
+    )
     if chief:
-        print(
-            f"{FLAGS.strategy} strategy, {strategy.num_replicas_in_sync} "
-            "replicas in sync"
-        )
-        print(result.summary())
-        if result.output_dir:
-            print(f"Results written to {result.output_dir}")
+        print(f"{strategy.num_replicas_in_sync} replicas in sync")
+        print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)  # A missing dataset: one message, no traceback.

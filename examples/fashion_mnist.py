@@ -1,0 +1,87 @@
+r"""Fashion-MNIST: the paper's MNIST networks on clothing images.
+
+Not in the paper: MNIST's harder drop-in replacement (28x28 greyscale, 10
+classes), which is available offline here. Trains the dense, conv or loccon
+network from reward alone (BrainProp) or from the labels by error
+backpropagation, with the paper's MNIST protocol. The conv net reaches
+about 0.92 with both (README, "Measured").
+
+    python examples/fashion_mnist.py --architecture=conv --algorithm=brainprop
+    python examples/fashion_mnist.py --architecture=conv --algorithm=backprop
+
+The four IDX files are read from `--data_dir`, else from
+/usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
+"""
+
+import functools
+
+import keras
+from absl import flags
+
+import keras_brainprop as kbp
+from keras_brainprop import cli
+
+ARCHITECTURES = ("dense", "conv", "loccon")  # The paper's MNIST networks.
+flags.DEFINE_enum("architecture", "conv", ARCHITECTURES, "The network.")
+flags.DEFINE_enum(
+    "algorithm", "brainprop", kbp.algorithms.NAMES, "From reward or labels."
+)
+flags.DEFINE_integer("epochs", 500, "At most; early stopping ends sooner.")
+flags.DEFINE_string("data_dir", None, "The folder of the IDX files.")
+flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
+flags.DEFINE_string("logdir", None, "If set, write TensorBoard logs here.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv  # Unused.
+    keras.utils.set_random_seed(FLAGS.seed)
+    # The paper's protocol: SGD 0.1 halved every 100 epochs, batch size 128
+    # (32 for loccon), early stopping with patience 45.
+    hparams = kbp.architectures.hyperparameters(FLAGS.architecture)
+
+    # A seeded 10% of the training set is held out for early stopping.
+    load = functools.partial(
+        kbp.datasets.load,
+        "fashion_mnist",
+        data_dir=FLAGS.data_dir,
+        seed=FLAGS.seed,
+    )
+    train = load("train", batch_size=hparams.batch_size)
+    validation, test = load("validation"), load("test")
+    info = kbp.datasets.info("fashion_mnist")
+
+    # BrainProp reads linear outputs as Q-values; backprop ends in softmax.
+    algorithm = kbp.algorithms.get(FLAGS.algorithm)
+    network = kbp.architectures.build(
+        FLAGS.architecture,
+        info.input_shape,
+        info.num_classes,
+        output_activation=algorithm.output_activation,
+    )
+    model = algorithm.wrap(network)
+    algorithm.compile(model, learning_rate=hparams.learning_rate)
+
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=FLAGS.epochs,
+        callbacks=[
+            kbp.callbacks.EpochLearningRate(hparams.learning_rate_at),
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=hparams.patience,
+                min_delta=hparams.min_delta,
+                restore_best_weights=True,
+            ),
+            *algorithm.callbacks(log_dir=FLAGS.logdir, probe_data=validation),
+        ],
+        shuffle=False,  # The loader reshuffles the training set every epoch.
+    )
+    test_logs = model.evaluate(test, return_dict=True)
+    print(f"Test accuracy: {test_logs['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    cli.run_script(main)  # A missing dataset: one message, no traceback.
