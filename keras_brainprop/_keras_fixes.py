@@ -1,9 +1,8 @@
-"""Work-arounds for Keras 3.15.1 (TensorFlow backend, TensorFlow 2.21).
+"""Work-arounds for Keras 3.15.1 (TensorFlow 2.21): its only private parts.
 
-The only module of keras_brainprop that touches private Keras or TensorFlow
-attributes. Each fix names the behaviour it works around and the upstream
-issue where there is one, so that it can go when Keras changes;
-tests/test_keras_fixes.py exercises the case each one exists for.
+Each fix names what it works around and the upstream issue where there is
+one, so that it can go when Keras changes; tests/test_keras_fixes.py
+exercises the case each one exists for.
 """
 
 import keras
@@ -27,12 +26,11 @@ def step_logs(logs, keep=None):
     Args:
         logs: dict of scalar tensors returned by a train or test step.
         keep: names to keep across workers (None keeps all). Each kept log
-            costs one collective per step; the epoch's logs are read from
-            the metrics anyway (see `ReplicaSafeModel`).
+            costs one collective per step; `ReplicaSafeModel` reads the
+            epoch's logs from the metrics anyway.
 
     Returns:
-        `logs` unchanged on one worker; otherwise the kept logs with shape
-        `[1]`.
+        `logs` on one worker; else the kept logs with shape `[1]`.
     """
     if not in_multi_worker_mode():
         return logs
@@ -44,8 +42,7 @@ class ReplicaSafeModel(keras.Model):
     """A `keras.Model` that trains and evaluates under `tf.distribute`.
 
     Subclass it instead of `keras.Model` and return `step_logs(...)` from
-    `train_step` / `test_step`. It fixes how Keras 3.15.1 builds the model
-    and how it reads the logs of an epoch; see the comments below.
+    `train_step` / `test_step`.
     """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -91,10 +88,10 @@ class ReplicaSafeModel(keras.Model):
 def without_compile_loss_tracker(model, metrics):
     """Returns `metrics` without the "loss" tracker Keras' compile() adds.
 
-    For a model that tracks its own "loss": Keras 3.15.1's compile() adds a
-    "loss" `Mean` to `model.metrics` even when no loss is compiled; never
-    updated, it would overwrite the model's own "loss" in the logs with 0
-    (no upstream issue found).
+    Keras 3.15.1's compile() adds a "loss" `Mean` to `model.metrics` even
+    without a loss (no upstream issue found). A model that tracks its own
+    "loss" would list two and log whichever comes last; listed after the
+    model's own, Keras' tracker, never updated, would log a loss of 0.
     """
     tracker = getattr(model, "_loss_tracker", None)
     return [metric for metric in metrics if metric is not tracker]
@@ -103,11 +100,10 @@ def without_compile_loss_tracker(model, metrics):
 def set_initial_epoch(model, epoch):
     """Makes the `fit()` now starting begin at `epoch` (None: as asked).
 
-    Call it from a callback's `on_train_begin`. Keras 3.15.1's fit() reads
-    the private `_initial_epoch` right after on_train_begin, as its own
-    `keras.callbacks.BackupAndRestore` relies on; a callback has no public
-    way to set it (no upstream issue found). It persists: reset it to None
-    when fit() ends.
+    Call it from `on_train_begin`, and with None when fit() ends. Keras
+    3.15.1's fit() reads `_initial_epoch` right after on_train_begin (its
+    own BackupAndRestore sets it); a callback has no public way to choose
+    the epoch (no upstream issue found).
     """
     model._initial_epoch = epoch
 
@@ -115,11 +111,10 @@ def set_initial_epoch(model, epoch):
 def wrap_train_function(model, wrapper):
     """Routes fit()'s steps through `wrapper(train_function, iterator)`.
 
-    Call it from a callback's `on_train_begin`, and `unwrap_train_function`
-    from its `on_train_end`. Keras 3.15.1's fit() makes
-    `model.train_function` before on_train_begin and then calls it once per
-    step, so a replaced function serves the whole fit(); a callback has no
-    public way to skip a step (no upstream issue found).
+    Call it from `on_train_begin`, and `unwrap_train_function` from
+    `on_train_end`. Keras 3.15.1's fit() makes `model.train_function` before
+    on_train_begin, then calls it once per step; a callback has no public
+    way to skip a step (no upstream issue found).
     """
     original = _unwrapped(model.train_function)
 
@@ -137,3 +132,42 @@ def unwrap_train_function(model):
 
 def _unwrapped(train_function):
     return getattr(train_function, "kbp_unwrapped", train_function)
+
+
+def compiled_metrics(model):
+    """Returns the container of the metrics given to compile(), or None.
+
+    Keras 3.15.1 keeps compile()'s metrics in one private `CompileMetrics`
+    listed in `model.metrics` as "compile_metrics", so `metrics_names`
+    names the container, not the values evaluate() returns
+    (keras-team/keras#20244, #21487); its `metrics` lists them once built.
+    It is built by the first batch with targets: until then (always, for a
+    reward that needs none) its result() raises "Cannot get result() since
+    the metric has not yet been built" (no upstream issue found).
+    """
+    return getattr(model, "_compile_metrics", None)
+
+
+def input_signature(network):
+    """Returns the input signature `keras.Model.export` infers for `network`.
+
+    Keras 3.15.1's export() reads it from a subclassed model's recorded
+    build shapes and refuses a model without them ("The model provided has
+    never called"), as a model that wraps an already built network is (no
+    upstream issue found). The network's own inputs give the signature.
+    """
+    from keras.src.export import export_utils
+
+    return export_utils.get_input_signature(network)
+
+
+def saving_legacy_h5():
+    """True while Keras saves or loads a model in the legacy `.h5` format.
+
+    Keras 3.15.1 calls `get_config()` in that format too, which keeps no
+    variables but the layers' weights; it marks the call with a private
+    global flag (no upstream issue found).
+    """
+    from keras.src.backend.common import global_state
+
+    return bool(global_state.get_global_attribute("use_legacy_config", False))

@@ -18,33 +18,22 @@ _LOSS_ERROR = (
 )
 
 
-def _replica_id():
-    context = tf.distribute.get_replica_context()
-    if context is None:
-        return tf.constant(0, "int32")
-    return tf.cast(context.replica_id_in_sync_group, "int32")
-
-
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class BrainPropModel(_keras_fixes.ReplicaSafeModel):
     """A Keras model that trains its network from reward with BrainProp.
 
-    For each training sample the network outputs Q-values, one per action
-    (class); the policy picks an action; the reward function scores it
-    (1 if right, 0 if wrong by default); and only the chosen output unit
-    learns, from the reward-prediction error `delta = r - Q[action]`. The
-    update is an SGD step on the batch mean of `0.5 * delta**2` (weighted by
-    `sample_weight`, Keras-style: summed and divided by the batch size) plus
-    the network's regularization losses; the error reaches the lower layers
-    through the chosen unit alone, which is what BrainProp's attention-gated
-    feedback computes. The labels are never shown to the network.
+    For each sample the network outputs Q-values, one per action (class);
+    the policy picks an action, the reward function scores it (1 if right,
+    0 if wrong by default) and only the chosen output unit learns, from the
+    reward-prediction error `delta = r - Q[action]` (see
+    `keras_brainprop.step.brainprop_step`), plus the network's
+    regularization losses. The labels are never shown to the network.
 
     `fit()` logs `loss`, `reward` (mean reward of the actions taken), `rpe`
-    (mean delta), `explore_rate` (share of actions that differ from the greedy
-    one) and the metrics given to `compile()`, computed on the Q-values (so
-    "accuracy" is the greedy accuracy). `evaluate()` acts greedily and logs
-    `loss`, `reward`, `rpe` and the compiled metrics. `predict()` returns
-    Q-values. TensorFlow backend only.
+    (mean delta), `explore_rate` (share of non-greedy actions) and the
+    metrics given to `compile()`, computed on the Q-values (so "accuracy" is
+    the greedy accuracy). `evaluate()` acts greedily and logs the same but
+    `explore_rate`. `predict()` returns Q-values. TensorFlow backend only.
 
     Args:
         network: a `keras.Model` with one output of shape `[batch, actions]`,
@@ -146,11 +135,14 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         # A fresh stateless seed per step and per replica, derived from the
         # base seed and the step counter: no state changes hands, so it works
         # under tf.distribute and a resumed run draws exactly as before.
-        seed = tf.random.experimental.stateless_fold_in(
+        fold_in = tf.random.experimental.stateless_fold_in
+        seed = fold_in(
             tf.cast(self.seed_generator.state, "int32"),
             tf.cast(self.optimizer.iterations, "int32"),
         )
-        return tf.random.experimental.stateless_fold_in(seed, _replica_id())
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        return fold_in(seed, tf.cast(replica, "int32"))
 
     def _with_regularization(self, loss):
         # The network's regularization losses, as Keras adds them to a

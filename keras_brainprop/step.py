@@ -10,20 +10,14 @@ import tensorflow as tf
 
 from keras_brainprop import rewards as rewards_lib
 
+# What one step computed for a batch: the int32 actions, where they are
+# not the greedy ones (float32 1 / 0), their float32 rewards and
+# reward-prediction errors `r - Q[action]` (all `[batch]`), and the scalar
+# loss (without regularization).
 BrainPropStep = collections.namedtuple(
     "BrainPropStep",
     ["actions", "explored", "rewards", "reward_prediction_error", "loss"],
 )
-BrainPropStep.__doc__ = """What one BrainProp step computed for a batch.
-
-Attributes:
-    actions: int32 `[batch]`, the action taken for each sample.
-    explored: float32 `[batch]`, 1 where the action is not the greedy one.
-    rewards: float32 `[batch]`, the reward of each action.
-    reward_prediction_error: float32 `[batch]`, `delta = r - Q[action]`.
-    loss: float32 scalar, the batch mean of `0.5 * delta**2` (weighted by
-        `sample_weight`), without regularization losses.
-"""
 
 
 def brainprop_step(
@@ -54,17 +48,16 @@ def brainprop_step(
         sample_weight: None or float `[batch]` weights of the loss.
 
     Returns:
-        A `BrainPropStep`.
+        A `BrainPropStep` (actions, explored, rewards,
+        reward_prediction_error, loss).
 
     Example:
 
-    >>> result = brainprop_step(
-    ...     tf.constant([[0.2, 0.9], [0.7, 0.1]]),
-    ...     y=tf.constant([1, 1]),
-    ...     reward=keras_brainprop.rewards.CorrectChoice(),
-    ... )
-    >>> result.actions, result.rewards, result.reward_prediction_error
-    ([1, 0], [1.0, 0.0], [0.1, -0.7])
+    >>> step = brainprop_step(
+    ...     tf.constant([[0.2, 0.9], [0.7, 0.1]]), tf.constant([1, 1]),
+    ...     keras_brainprop.rewards.CorrectChoice())
+    >>> step.actions, step.rewards, step.reward_prediction_error
+    # [1, 0], [1., 0.], [0.1, -0.7]
     """
     greedy = tf.argmax(q_values, axis=-1, output_type="int32")
     if policy is None:

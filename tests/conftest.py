@@ -1,4 +1,5 @@
-"""Shared test setup: quiet TensorFlow, a fresh Keras state per test."""
+"""Shared test setup: quiet TensorFlow, a fresh Keras state per test, and
+the tf.distribute worker runs (`distributed_runs`)."""
 
 import os
 
@@ -7,6 +8,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+from _distributed import distributed_runs  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)

@@ -266,6 +266,51 @@ def _digits_accuracy(strategy, epochs=10):
     return logs, one_device_logs, history.history["accuracy"]
 
 
+def _keras_fix_cases(mirrored, single):
+    """Each tf.distribute fix of keras_brainprop._keras_fixes, with and
+    without it (Keras 3.15.1's own method), for tests/test_keras_fixes.py."""
+    import keras
+
+    import keras_brainprop as kbp
+    from keras_brainprop import _keras_fixes
+    from keras_brainprop.backprop_model import BackpropModel
+
+    class KerasBuild(BackpropModel):
+        _maybe_symbolic_build = keras.Model._maybe_symbolic_build
+
+    class KerasEpochLogs(kbp.BrainPropModel):
+        _get_metrics_result_or_logs = keras.Model._get_metrics_result_or_logs
+
+    x, y = training_data()
+    with mirrored.scope():
+        cases = {"in_multi_worker_mode": _keras_fixes.in_multi_worker_mode()}
+    # A first batch of 31 splits 16 / 15 over the replicas.
+    for name, model_class in [("fixed", BackpropModel), ("keras", KerasBuild)]:
+        with mirrored.scope():
+            model = model_class(build_network())
+            model.compile("sgd", loss="sparse_categorical_crossentropy")
+        try:
+            model.fit(global_batches(x, y, GLOBAL_BATCH - 1), verbose=0)
+            cases[f"{name}_build_error"] = None
+        except Exception as error:  # Whatever Keras raises.
+            cases[f"{name}_build_error"] = f"{type(error).__name__}: {error}"
+    # One batch of 3 splits 2 / 1 over the replicas.
+    for name, strategy, model_class in [
+        ("single_device", single, kbp.BrainPropModel),
+        ("fixed", mirrored, kbp.BrainPropModel),
+        ("keras", mirrored, KerasEpochLogs),
+    ]:
+        with strategy.scope():
+            model = model_class(build_network(), policy="greedy")
+            model.compile(metrics=["accuracy"])
+        cases[f"{name}_evaluate"] = model.evaluate(
+            global_batches(x[:3], y[:3], batch_size=3),
+            verbose=0,
+            return_dict=True,
+        )
+    return cases
+
+
 def run_mirrored(output_path):
     """Every MirroredStrategy check; writes the measurements as JSON."""
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -324,6 +369,8 @@ def run_mirrored(output_path):
     results["odd_batch_logs"] = odd_logs
 
     progress("draws done")
+    results["keras_fixes"] = _keras_fix_cases(mirrored, single)
+    progress("Keras fix cases done")
     keras.utils.clear_session()
     single_logs, _, single_curve = _digits_accuracy(single)
     mirrored_logs, same_weights_logs, mirrored_curve = _digits_accuracy(
@@ -346,6 +393,7 @@ def run_multi_worker(output_path, worker_index, ports):
             "task": {"type": "worker", "index": worker_index},
         }
     )
+    from keras_brainprop import _keras_fixes
     from keras_brainprop import policies
 
     progress(f"worker {worker_index}: TensorFlow imported")
@@ -354,6 +402,8 @@ def run_multi_worker(output_path, worker_index, ports):
     x, y = training_data()
     arrays = {}
     logs = {"num_replicas": strategy.num_replicas_in_sync}
+    with strategy.scope():
+        logs["in_multi_worker_mode"] = _keras_fixes.in_multi_worker_mode()
     for name, policy in [
         ("greedy", policies.Greedy()),
         ("explore", exploring_policy()),

@@ -10,28 +10,21 @@ what "the same global batches" means):
   127.0.0.1 on free ports picked here; this process computes their
   single-process reference itself.
 
-The three processes start together (to save wall time) and each is killed
-if it outlives TIMEOUT_SECONDS; their logs are shown when a test fails.
+The processes run once per session (`distributed_runs`, in
+tests/_distributed.py), shared with tests/test_keras_fixes.py.
 """
 
 import importlib.util
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
-from keras_brainprop._ports import free_local_ports
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_WORKER_SCRIPT = os.path.join(_HERE, "distribute_worker.py")
-# Generous: a loaded 2-core machine imports TensorFlow in up to ~30 s.
-TIMEOUT_SECONDS = 240
+_WORKER_SCRIPT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py"
+)
 TOLERANCE = 1e-5
 
 
@@ -45,107 +38,6 @@ def _load_worker_module():
 
 
 worker = _load_worker_module()
-
-
-class _Process:
-    """A worker process with a log file, killed with its group on failure."""
-
-    def __init__(self, name, args, log_path):
-        self.name = name
-        self.log_path = log_path
-        environment = dict(os.environ)
-        environment.pop("TF_CONFIG", None)
-        environment.update(
-            TF_CPP_MIN_LOG_LEVEL="2",
-            CUDA_VISIBLE_DEVICES="-1",
-            KERAS_BACKEND="tensorflow",
-            PYTHONPATH=os.pathsep.join(
-                [os.path.dirname(_HERE), environment.get("PYTHONPATH", "")]
-            ),
-        )
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, _WORKER_SCRIPT, *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=environment,
-                cwd=os.path.dirname(_HERE),
-                start_new_session=True,
-            )
-
-    def wait(self, deadline):
-        try:
-            self.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return f"{self.name} timed out after {TIMEOUT_SECONDS} s"
-        if self.process.returncode != 0:
-            return f"{self.name} exited with {self.process.returncode}"
-        return None
-
-    def kill(self):
-        if self.process.poll() is None:
-            # The worker leads its own process group (start_new_session).
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def log_tail(self, num_lines=40):
-        with open(self.log_path) as log:
-            return "".join(log.readlines()[-num_lines:])
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Runs every distributed setup once; returns outputs or failures."""
-    directory = tmp_path_factory.mktemp("distribute")
-    ports = free_local_ports(2)
-    mirrored_output = directory / "mirrored.json"
-    worker_outputs = [directory / f"worker_{i}.npz" for i in range(2)]
-    processes = {
-        "mirrored": [
-            _Process(
-                "mirrored",
-                ["mirrored", str(mirrored_output)],
-                directory / "mirrored.log",
-            )
-        ],
-        "multi_worker": [
-            _Process(
-                f"worker {index}",
-                [
-                    "multi_worker",
-                    str(output),
-                    f"--worker_index={index}",
-                    f"--ports={ports[0]},{ports[1]}",
-                ],
-                directory / f"worker_{index}.log",
-            )
-            for index, output in enumerate(worker_outputs)
-        ],
-    }
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    results = {}
-    try:
-        for setup, group in processes.items():
-            failures = [p.wait(deadline) for p in group]
-            failures = [failure for failure in failures if failure]
-            if failures:
-                for process in group:
-                    process.kill()
-                logs = "\n".join(
-                    f"--- {p.name} ---\n{p.log_tail()}" for p in group
-                )
-                results[setup] = "; ".join(failures) + "\n" + logs
-            elif setup == "mirrored":
-                with open(mirrored_output) as file:
-                    results[setup] = json.load(file)
-            else:
-                results[setup] = [dict(np.load(out)) for out in worker_outputs]
-    finally:
-        for group in processes.values():
-            for process in group:
-                process.kill()
-    return results
 
 
 def _result(runs, setup):
@@ -165,15 +57,15 @@ def _assert_logs_close(logs, expected, tolerance=1e-6):
 # MirroredStrategy, two logical CPUs.
 
 
-def test_mirrored_greedy_steps_match_single_device(runs):
-    result = _result(runs, "mirrored")
+def test_mirrored_greedy_steps_match_single_device(distributed_runs):
+    result = _result(distributed_runs, "mirrored")
     assert result["num_replicas"] == 2
     assert result["greedy_vs_single"] <= TOLERANCE
     assert result["greedy_vs_reference"] <= TOLERANCE
 
 
-def test_mirrored_metrics_aggregate_over_replicas(runs):
-    result = _result(runs, "mirrored")
+def test_mirrored_metrics_aggregate_over_replicas(distributed_runs):
+    result = _result(distributed_runs, "mirrored")
     # The same weights see the same global batches: every logged value is
     # the single-device one, not one replica's half.
     _assert_logs_close(
@@ -181,8 +73,8 @@ def test_mirrored_metrics_aggregate_over_replicas(runs):
     )
 
 
-def test_mirrored_replicas_draw_their_own_actions(runs):
-    result = _result(runs, "mirrored")
+def test_mirrored_replicas_draw_their_own_actions(distributed_runs):
+    result = _result(distributed_runs, "mirrored")
     first, second = np.array(result["draws"])
     # Five equally likely actions: independent draws differ 80% of the time.
     assert np.mean(first != second) > 0.6
@@ -192,15 +84,15 @@ def test_mirrored_replicas_draw_their_own_actions(runs):
     )
 
 
-def test_mirrored_exploring_steps_replay_per_replica_seeds(runs):
-    result = _result(runs, "mirrored")
+def test_mirrored_exploring_steps_replay_per_replica_seeds(distributed_runs):
+    result = _result(distributed_runs, "mirrored")
     assert result["explore_vs_per_replica_reference"] <= TOLERANCE
     # Control: had both replicas drawn with one seed, weights would differ.
     assert result["explore_vs_shared_seed_reference"] > 1e-3
 
 
-def test_mirrored_uneven_batches(runs):
-    result = _result(runs, "mirrored")
+def test_mirrored_uneven_batches(distributed_runs):
+    result = _result(distributed_runs, "mirrored")
     # A global batch of 31 splits 16 / 15 over the replicas.
     assert all(
         math.isfinite(value) for value in result["odd_batch_logs"].values()
@@ -212,8 +104,8 @@ def test_mirrored_uneven_batches(runs):
     )
 
 
-def test_mirrored_fit_reaches_single_device_accuracy(runs):
-    result = _result(runs, "mirrored")
+def test_mirrored_fit_reaches_single_device_accuracy(distributed_runs):
+    result = _result(distributed_runs, "mirrored")
     single = result["digits_single"]["accuracy"]
     mirrored = result["digits_mirrored"]["accuracy"]
     assert single >= 0.85 and mirrored >= 0.85, (single, mirrored)
@@ -231,10 +123,10 @@ def _logs(arrays):
     return json.loads(str(arrays["logs"]))
 
 
-def test_multi_worker_training_equals_single_process(runs):
+def test_multi_worker_training_equals_single_process(distributed_runs):
     from keras_brainprop import policies
 
-    workers = _result(runs, "multi_worker")
+    workers = _result(distributed_runs, "multi_worker")
     assert [_logs(w)["num_replicas"] for w in workers] == [2, 2]
     x, y = worker.training_data()
     references = {
@@ -257,13 +149,13 @@ def test_multi_worker_training_equals_single_process(runs):
     )
 
 
-def test_multi_worker_metrics_aggregate_over_workers(runs):
+def test_multi_worker_metrics_aggregate_over_workers(distributed_runs):
     import keras
 
     import keras_brainprop as kbp
     from keras_brainprop import policies
 
-    workers = _result(runs, "multi_worker")
+    workers = _result(distributed_runs, "multi_worker")
     first, second = (_logs(w) for w in workers)
     for name in ("greedy_fit", "explore_fit", "greedy_evaluate"):
         _assert_logs_close(first[name], second[name])

@@ -10,6 +10,7 @@ from sklearn.model_selection import train_test_split
 import keras_brainprop as kbp
 from keras_brainprop import policies
 from keras_brainprop import rewards
+from keras_brainprop.step import brainprop_step
 
 LEARNING_RATE = 0.1
 
@@ -132,6 +133,39 @@ def test_regularization_losses_are_added():
     np.testing.assert_allclose(
         network.get_weights()[0], reference.get_weights()[0], atol=1e-6
     )
+
+
+def test_brainprop_step_matches_numpy():
+    rng = np.random.default_rng(5)
+    q_values = rng.normal(size=(12, 4)).astype("float32")
+    y = rng.integers(0, 4, size=12)
+    weights = rng.uniform(0.0, 2.0, size=12).astype("float32")
+    policy = policies.EpsilonGreedy(0.5)
+    seed = tf.constant([3, 4], "int32")
+    step = brainprop_step(
+        tf.constant(q_values),
+        y,
+        rewards.CorrectChoice(),
+        policy,
+        0,
+        seed,
+        weights,
+    )
+    actions = step.actions.numpy()
+    np.testing.assert_array_equal(actions, policy(q_values, 0, seed))
+    greedy = q_values.argmax(axis=1)
+    assert 0 < np.sum(actions != greedy) < 12
+    np.testing.assert_array_equal(step.explored, actions != greedy)
+    delta = (actions == y) - q_values[np.arange(12), actions]
+    np.testing.assert_allclose(step.rewards, actions == y)
+    np.testing.assert_allclose(step.reward_prediction_error, delta, rtol=1e-6)
+    expected_loss = np.sum(0.5 * delta**2 * weights) / 12
+    np.testing.assert_allclose(step.loss, expected_loss, rtol=1e-6)
+    greedy_step = brainprop_step(
+        tf.constant(q_values), y, rewards.CorrectChoice()
+    )
+    np.testing.assert_array_equal(greedy_step.actions, greedy)
+    assert not np.any(greedy_step.explored)
 
 
 def test_only_the_chosen_unit_learns():

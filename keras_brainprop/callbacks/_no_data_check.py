@@ -5,11 +5,8 @@ import tensorflow as tf
 
 
 class NoDataCheck(keras.callbacks.Callback):
-    """Makes fit() raise when an epoch runs no training step (empty data).
-
-    Keras 3 only warns and returns. `x` is what fit() got, described in the
-    error message.
-    """
+    """Makes fit() raise when an epoch runs no training step (empty data);
+    Keras 3 only warns. `x`, what fit() got, is described in the error."""
 
     def __init__(self, x):
         super().__init__()

@@ -1,18 +1,11 @@
-"""Exact resumption of interrupted training.
-
-`BackupAndRestore` backs up the whole training state with a crash-safe
-write, and resumes an interrupted `fit()` at the step it was backed up at, so
-that the resumed run ends where the uninterrupted run would have: the same
-weights, optimizer state, random-number states (exploration, dropout),
-metrics and history.
+"""BackupAndRestore: exact resumption of an interrupted fit().
 
 Why not `keras.callbacks.BackupAndRestore` (Keras 3.15)? With `save_freq` in
-batches it restores the mid-epoch weights but restarts the epoch at its first
-batch, so those batches are trained twice; after a restart its mid-epoch
-backups record epoch 0 until an epoch ends, so a second interruption
-restarts training from epoch 0; it keeps neither the metrics of the
-interrupted epoch nor the history; and it overwrites its weights file in
-place, so an interruption during the write leaves a damaged file.
+batches it restarts the interrupted epoch at its first batch, so those
+batches are trained twice; after a restart its mid-epoch backups record
+epoch 0 until an epoch ends; it keeps neither the interrupted epoch's
+metrics nor the history; and it overwrites its weights file in place, so an
+interruption during the write leaves a damaged file.
 """
 
 import contextlib
@@ -47,17 +40,12 @@ def _fsync_directory(path):
 
 
 def write_atomically(path, arrays):
-    """Writes `arrays` to the `.npz` file `path` all at once or not at all.
+    """Writes the dict `arrays` (as `np.savez`) to `path` all at once or not.
 
-    The data go to a temporary file in the same directory, are flushed to
-    disk, and the file is renamed over `path` (`os.replace`, atomic on POSIX
-    and Windows). A process killed at any moment leaves either the old file
-    or the new one, never a mix; at worst a stray temporary file, which
-    `BackupAndRestore` removes.
-
-    Args:
-        path: destination path.
-        arrays: dict of name to NumPy array, as for `np.savez`.
+    The data go to a temporary file in the same directory, flushed to disk,
+    renamed over `path` (`os.replace`, atomic on POSIX and Windows): a
+    process killed at any moment leaves the old file or the new one, at
+    worst a stray temporary file, which `BackupAndRestore` removes.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -78,19 +66,12 @@ def write_atomically(path, arrays):
 
 
 def read_backup(path):
-    """Reads and checks a backup written by `BackupAndRestore`.
+    """Reads and checks `<backup_dir>/backup.npz` from `BackupAndRestore`.
 
-    Every array is read in full, so zip's CRC-32 check covers all of it.
-
-    Args:
-        path: the backup file, `<backup_dir>/backup.npz`.
-
-    Returns:
-        `(manifest, arrays)`: the manifest dict (epoch, batch, steps,
-        history, ...) and a dict of the saved variable values.
-
-    Raises:
-        ValueError: if the file is damaged or not such a backup.
+    Returns `(manifest, arrays)`: the manifest dict (epoch, batch, steps,
+    history, ...) and the saved variable values. Every array is read in
+    full, so zip's CRC-32 check covers all of it. Raises `ValueError` if the
+    file is damaged or not such a backup.
     """
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -134,40 +115,36 @@ def _describe(variables):
 class BackupAndRestore(keras.callbacks.Callback):
     """Backs up the training state and resumes an interrupted fit() exactly.
 
-    Every `save_freq` training steps (or once an epoch) the callback writes
-    one file, `<backup_dir>/backup.npz`, holding every variable of the model
-    (weights, batch-norm statistics, the seed-generator states that drive
-    exploration and dropout), of the optimizer (its step counter included)
-    and of the metrics, plus the epoch, the step within it and the history
-    so far. The write is atomic (temporary file, fsync, rename): a process
-    killed at any moment leaves the previous backup or the new one intact.
+    Every `save_freq` training steps (or once an epoch) it writes one file,
+    `<backup_dir>/backup.npz`, with every variable of the model (weights,
+    batch-norm statistics, the seed-generator states of exploration and
+    dropout), of the optimizer and of the metrics, plus the epoch, the step
+    within it and the history so far. The write is atomic (temporary file,
+    fsync, rename): a process killed at any moment leaves the previous
+    backup or the new one intact. A backup is never made of NaN or Inf
+    weights: the last finite state is kept.
 
     When `fit()` is called again with the same arguments and a backup
-    exists, the callback restores it and resumes in the epoch and at the
-    step it was made: the batches of that epoch that were already trained
-    are read from the data and skipped (their callbacks see the restored
-    metrics), then training continues. Because BrainProp's exploration is a
-    function of the seed and the optimizer's step counter, the resumed run
-    draws the same actions, and ends with the same weights, optimizer state,
-    random states, metrics and history (`fit()` returns the whole history)
-    as a run that was never interrupted.
+    exists, the callback restores it and resumes at the step it was made:
+    the batches of that epoch already trained are read from the data and
+    skipped (their callbacks see the restored metrics). BrainProp's
+    exploration is a function of the seed and the optimizer's step, so the
+    resumed run ends with the same weights, optimizer state, random states,
+    metrics and history (`fit()` returns all of it) as an uninterrupted one.
 
-    This holds if the data replay the same batches in the same order:
-    arrays with `shuffle=False`; a `tf.data` pipeline that gives the same
-    order at every pass (no shuffle, or `reshuffle_each_iteration=False`);
-    or one endless, seeded stream, e.g. a shuffled dataset `.repeat()`-ed
-    and fit with `steps_per_epoch`, whose skipped batches are read again
-    from its start. A dataset that reshuffles at each pass, such as
+    This needs the data to replay the same batches in the same order:
+    arrays with `shuffle=False`; a `tf.data` pipeline with the same order
+    at every pass (no shuffle, or `reshuffle_each_iteration=False`); or one
+    endless seeded stream (a shuffled dataset `.repeat()`-ed, fit with
+    `steps_per_epoch`), whose skipped batches are read again from its start.
+    A dataset that reshuffles at each pass, such as
     `keras_brainprop.datasets.load(..., shuffle=True)` without `.repeat()`,
-    starts a resumed run with its first pass's order, so the run continues
-    correctly but not identically. Exactness also needs the same TensorFlow
-    op results (bit for bit with
+    resumes correctly but not identically. Exactness also needs the same
+    TensorFlow op results (bit for bit with
     `tf.config.experimental.enable_op_determinism()` on the same machine and
     versions), `steps_per_execution=1`, one device, and no other callback
-    whose state matters (`EarlyStopping`'s patience counter and
-    `ReduceLROnPlateau`'s are not backed up).
-    A backup is never made of weights that are NaN or Inf: the last finite
-    state is kept.
+    whose state matters (`EarlyStopping`'s and `ReduceLROnPlateau`'s
+    counters are not backed up).
 
     Args:
         backup_dir: directory of the backup; one per training run.

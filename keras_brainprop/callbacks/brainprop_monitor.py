@@ -85,24 +85,23 @@ def _concat(parts):
 def _take_probe(probe_data, probe_size):
     """Returns (x, y) tensors of the first `probe_size` probe samples."""
     if isinstance(probe_data, tf.data.Dataset):
-        x_parts, y_parts, taken = [], [], 0
+        batches, taken = [], 0
         for element in probe_data:
             x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
-            x_parts.append(_to_tensors(x, "x"))
-            y_parts.append(_to_tensors(y, "y"))
-            taken += _num_samples(x_parts[-1])
+            batches.append((_to_tensors(x, "x"), _to_tensors(y, "y")))
+            taken += _num_samples(batches[-1][0])
             if taken >= probe_size:
                 break
-        if not x_parts:
+        if not batches:
             raise ValueError(
                 "`probe_data` must hold at least one sample. Received: an "
                 "empty dataset"
             )
-        if any((y is None) != (y_parts[0] is None) for y in y_parts):
+        if len({y is None for _, y in batches}) > 1:
             raise ValueError(
                 "`probe_data` must give targets `y` in every batch or in none."
             )
-        x, y = _concat(x_parts), _concat(y_parts)
+        x, y = (_concat(parts) for parts in zip(*batches))
     else:
         x, y, _ = keras.utils.unpack_x_y_sample_weight(probe_data)
         x, y = _to_tensors(x, "x"), _to_tensors(y, "y")
@@ -111,13 +110,10 @@ def _take_probe(probe_data, probe_size):
         raise ValueError(
             "`probe_data` must hold at least one sample. Received: 0 samples"
         )
-    lengths = {_num_samples(x)}
-    if y is not None:
-        lengths.add(_num_samples(y))
-    if len(lengths) != 1:
+    if y is not None and _num_samples(y) != _num_samples(x):
         raise ValueError(
             "`probe_data`'s x and y must hold the same number of samples. "
-            f"Received: {sorted(lengths)} samples"
+            f"Received: {sorted({_num_samples(x), _num_samples(y)})} samples"
         )
     y = None if y is None else _slice(y, 0, count)
     return _slice(x, 0, count), y
@@ -142,52 +138,36 @@ def _copy_weights(weights, snapshot):
 class BrainPropMonitor(keras.callbacks.Callback):
     """Logs to TensorBoard how a BrainProp agent learns from reward.
 
-    Writes TensorFlow summaries to `log_dir/subdir` (by default
-    `log_dir/brainprop`, beside the `train` and `validation` folders of
-    `keras.callbacks.TensorBoard`, so both can share one `log_dir`). Every
-    epoch, and every `update_freq` training batches if it is an int, it
-    logs:
-
-    - the training curves that `fit()` reports: the reward rate, the mean
-      reward-prediction error `delta = r - Q[action]` and the explore rate;
-    - a probe: a fixed set of samples run through the network (in inference
-      mode), the model's policy (with a fixed seed, so that a change between
-      two steps comes from the network, not from the draw; at the current
-      training step, so a scheduled exploration is the current one) and the
-      model's reward. It shows the spread of `delta`, the Q-values and which
-      actions the agent picks;
-    - how far credit reaches down the network: per layer, the L2 norm of the
-      change of its trainable weights over the epoch (or interval), alone and
-      relative to the norm of the weights before it.
-
-    Tags, with `U` the unit, `epoch` (step = epoch index, 0-based, like
+    Writes summaries to `log_dir/subdir` (by default `log_dir/brainprop`,
+    beside the `train` and `validation` folders of
+    `keras.callbacks.TensorBoard`, so both can share one `log_dir`) every
+    epoch, and every `update_freq` training batches if it is an int. Tags,
+    with `U` the unit, `epoch` (step = epoch index, 0-based, like
     `keras.callbacks.TensorBoard`) or `batch` (step = the optimizer's
     iteration count):
 
-    - `U/reward`, `U/rpe_mean`, `U/explore_rate`: scalars from the training
-      logs; per batch they are the running means over the epoch so far, as
-      in the progress bar.
-    - `U/probe/reward`, `U/probe/rpe_mean`, `U/probe/rpe_std`,
-      `U/probe/explore_rate`: scalars on the probe (the explore rate is the
-      share of actions that differ from the greedy ones).
-    - `U/probe/q_values`: histogram of all probe Q-values
-      (probe size * actions values).
-    - `U/probe/rpe`: histogram of the probe's `delta`.
-    - `U/probe/actions`: histogram of the actions taken, one bucket per
-      action, holding the count of samples that took it.
-    - `U/probe/action_frequency/K`: scalar share of probe samples that took
-      action `K` (they sum to 1).
-    - `U/update_norm/LAYER`, `U/relative_update_norm/LAYER`: scalars, the
-      norm of the weight change of each layer with trainable weights (all
-      its weights together) and that norm divided by the norm of the old
-      weights (0 if those were all zero). `LAYER` is the layer's path inside
-      the network, e.g. `dense` or `block/conv2d`.
+    - `U/reward`, `U/rpe_mean`, `U/explore_rate`: the training logs (per
+      batch, the running means over the epoch so far, as in the progress
+      bar).
+    - `U/probe/...`: a fixed set of samples run through the network in
+      inference mode, the model's policy (at the current training step,
+      with a fixed seed, so that a change between two logs comes from the
+      network, not from the draw) and its reward: scalars `reward`,
+      `rpe_mean`, `rpe_std`, `explore_rate` (share of non-greedy actions)
+      and `action_frequency/K` (share of samples that took action `K`);
+      histograms `q_values` (all probe Q-values), `rpe` (the probe's
+      `delta = r - Q[action]`) and `actions` (one bucket per action). Left
+      out without `probe_data`.
+    - `U/update_norm/LAYER`, `U/relative_update_norm/LAYER`: how far credit
+      reaches down the network: the L2 norm of the change of each layer's
+      trainable weights over the epoch (or interval), and that norm divided
+      by the norm of the old weights (0 if those were all zero). `LAYER` is
+      the layer's path in the network, e.g. `dense` or `block/conv2d`. The
+      weights are compared on the accelerator, with one copy of them (two
+      with an int `update_freq`).
 
-    Probe tags are left out without `probe_data`. The update norms keep a
-    copy of the trainable weights (two with an int `update_freq`) and work
-    on the accelerator: no weights are copied to the host. The monitor needs
-    a `BrainPropModel` (from `keras_brainprop.wrap`); any other model raises
-    a `ValueError` when training starts.
+    The monitor needs a `BrainPropModel` (from `keras_brainprop.wrap`); any
+    other model raises a `ValueError` when training starts.
 
     Args:
         log_dir: the directory of the logs, as for

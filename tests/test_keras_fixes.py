@@ -1,0 +1,161 @@
+"""Tests of keras_brainprop._keras_fixes: each fix in the case it exists for.
+
+Where it can, a test also runs Keras 3.15.1's own code on the same case
+(the control): once a control passes, Keras has changed and the fix may
+go. The tf.distribute cases run in the worker processes of
+tests/distribute_worker.py (`distributed_runs`, shared with
+tests/test_distribute.py).
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_brainprop as kbp
+from keras_brainprop import _keras_fixes
+
+# Zero Q-values make every greedy action 0: the reward is 1 where y == 0.
+X = np.ones((8, 4), "float32")
+Y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+
+
+def _model():
+    network = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, use_bias=False, kernel_initializer="zeros"),
+        ]
+    )
+    model = kbp.wrap(network, policy="greedy")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    return model
+
+
+def _result(runs, setup):
+    if isinstance(runs[setup], str):
+        pytest.fail(runs[setup], pytrace=False)
+    return runs[setup]
+
+
+def test_without_compile_loss_tracker_logs_the_models_own_loss():
+    model = _model()
+    # Control: Keras' compile() added a second "loss" tracker.
+    keras_metrics = [m.name for m in keras.Model.metrics.fget(model)]
+    assert keras_metrics.count("loss") == 2
+    assert [m.name for m in model.metrics] == [
+        "loss",
+        "reward",
+        "rpe",
+        "explore_rate",
+        "compile_metrics",
+    ]
+    history = model.fit(X, Y, batch_size=8, verbose=0)
+    # One step from Q = 0: loss = mean(0.5 * (r - 0)**2).
+    expected = 0.5 * np.mean(Y == 0)
+    assert history.history["loss"] == [pytest.approx(expected)]
+
+
+class _StartAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_train_begin(self, logs=None):
+        _keras_fixes.set_initial_epoch(self.model, self.epoch)
+
+
+def test_set_initial_epoch_moves_the_start_of_fit():
+    model = _model()
+    history = model.fit(
+        X, Y, batch_size=4, epochs=3, callbacks=[_StartAt(2)], verbose=0
+    )
+    assert history.epoch == [2]
+    assert int(model.optimizer.iterations) == 2  # One epoch of 2 steps.
+    # The epoch persists until reset: that is what fit() reads.
+    assert model.fit(X, Y, batch_size=4, epochs=3, verbose=0).epoch == [2]
+    history = model.fit(
+        X, Y, batch_size=4, callbacks=[_StartAt(None)], verbose=0
+    )
+    assert history.epoch == [0]
+
+
+class _SkipEverySecondStep(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def on_train_begin(self, logs=None):
+        _keras_fixes.wrap_train_function(self.model, self.step)
+
+    def step(self, train_function, iterator):
+        self.calls += 1
+        if self.calls % 2 == 0:
+            next(iterator)  # Read the batch, train nothing.
+            return self.model.get_metrics_result()
+        return train_function(iterator)
+
+    def on_train_end(self, logs=None):
+        _keras_fixes.unwrap_train_function(self.model)
+
+
+def test_wrap_train_function_routes_every_step_of_fit():
+    model = _model()
+    skip = _SkipEverySecondStep()
+    model.fit(X, Y, batch_size=2, epochs=2, callbacks=[skip], verbose=0)
+    assert skip.calls == 8
+    assert int(model.optimizer.iterations) == 4
+    model.fit(X, Y, batch_size=2, verbose=0)  # Unwrapped: all 4 steps.
+    assert int(model.optimizer.iterations) == 8
+
+
+def test_step_logs_change_only_multi_worker_logs(monkeypatch):
+    logs = {"loss": tf.constant(0.5), "reward": tf.constant(1.0)}
+    assert _keras_fixes.step_logs(logs) is logs
+    monkeypatch.setattr(_keras_fixes, "in_multi_worker_mode", lambda: True)
+    kept = _keras_fixes.step_logs(logs, keep=["loss", "absent"])
+    assert list(kept) == ["loss"]
+    assert kept["loss"].shape == (1,)
+    assert list(_keras_fixes.step_logs(logs)) == ["loss", "reward"]
+
+
+def test_replica_safe_model_builds_from_an_uneven_batch(distributed_runs):
+    cases = _result(distributed_runs, "mirrored")["keras_fixes"]
+    assert cases["keras_build_error"] is not None  # Control.
+    assert cases["fixed_build_error"] is None
+
+
+def test_replica_safe_model_reads_epoch_logs_from_metrics(distributed_runs):
+    cases = _result(distributed_runs, "mirrored")["keras_fixes"]
+    expected = cases["single_device_evaluate"]
+    assert set(expected) == {"loss", "reward", "rpe", "accuracy"}
+    assert cases["fixed_evaluate"] == pytest.approx(expected, abs=1e-6)
+    # Control: Keras averages the replicas' results over 2 and 1 samples.
+    assert set(cases["keras_evaluate"]) == set(expected)
+    assert cases["keras_evaluate"] != pytest.approx(expected, abs=1e-3)
+
+
+def test_multi_worker_fit_and_evaluate_log_every_metric(distributed_runs):
+    assert not _result(distributed_runs, "mirrored")["keras_fixes"][
+        "in_multi_worker_mode"
+    ]
+    for worker in _result(distributed_runs, "multi_worker"):
+        logs = json.loads(str(worker["logs"]))
+        assert logs["in_multi_worker_mode"]
+        # Scalar step logs fail Keras' reduction across workers; with
+        # step_logs the epoch's logs come from the metrics.
+        assert set(logs["explore_fit"]) == {
+            "loss",
+            "reward",
+            "rpe",
+            "explore_rate",
+            "accuracy",
+        }
+        assert set(logs["explore_evaluate"]) == {
+            "loss",
+            "reward",
+            "rpe",
+            "accuracy",
+        }
