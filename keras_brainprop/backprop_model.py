@@ -10,8 +10,7 @@ class BackpropModel(_keras_fixes.ReplicaSafeModel):
     """The backprop (EBP) baseline: `network` trained by Keras' own step.
 
     Only needed under `tf.distribute`, where Keras 3.15 cannot train a plain
-    model (see `keras_brainprop._keras_fixes`); elsewhere compile the network
-    itself.
+    model (see `keras_brainprop._keras_fixes`); elsewhere compile `network`.
 
     Args:
         network: the `keras.Model` to train, e.g. from

@@ -277,19 +277,10 @@ def wrap(model, policy=None, reward=None, seed=None):
     """Returns a BrainPropModel that trains `model` from reward.
 
     The returned model shares `model`'s layers and weights, so training it
-    trains `model`. Works with Sequential, functional and subclassed models
-    whose single output holds one linear unit per action.
-
-    Args:
-        model: a `keras.Model` classifier with output `[batch, actions]`. A
-            BrainPropModel is re-wrapped around its network.
-        policy: action selection; default the paper's
-            `policies.EpsilonBoltzmann(epsilon=0.02, temperature=1.0)`.
-        reward: reward function; default `rewards.CorrectChoice()`.
-        seed: int seed of the exploration, or None for Keras' global seed.
-
-    Returns:
-        A `BrainPropModel`; compile it (without a loss) and fit it.
+    trains `model`: a Sequential, functional or subclassed classifier whose
+    single output `[batch, actions]` holds one linear unit per action. A
+    BrainPropModel is re-wrapped around its network. `policy`, `reward` and
+    `seed` are as for `BrainPropModel`.
 
     Example:
 

@@ -27,29 +27,23 @@ def brainprop_step(
 
     The policy picks one action per sample from the Q-values (it only reads
     them: no gradient flows through the choice), the reward function scores
-    each action against the targets, and the reward-prediction error of
-    the chosen action, `delta = r - Q[action]`, gives the loss: the batch
-    mean of `0.5 * delta**2`, weighted Keras-style by `sample_weight`
-    (summed and divided by the batch size). Its gradient reaches the
-    network through the chosen output unit alone, which is what BrainProp's
-    attention-gated feedback computes.
+    it, and the reward-prediction error `delta = r - Q[action]` gives the
+    loss: the batch mean of `0.5 * delta**2`, weighted Keras-style by
+    `sample_weight` (summed, divided by the batch size). Its gradient
+    reaches the network through the chosen output unit alone, which is what
+    BrainProp's attention-gated feedback computes.
 
     Args:
         q_values: float tensor `[batch, actions]`, the network's output.
-        y: the targets the reward reads (labels, one-hot labels, a reward
-            table, or None for a reward that needs none).
+        y: the targets the reward reads (possibly None).
         reward: a `keras_brainprop.rewards.Reward`.
-        policy: a `keras_brainprop.policies.Policy`, or None to act
-            greedily (the action of the largest Q-value).
-        step: scalar int tensor, the training step (for scheduled
-            exploration); unused when greedy.
-        seed: int32 tensor `[2]`, the stateless seed of the policy's draws;
-            unused when greedy.
+        policy: a `keras_brainprop.policies.Policy`; None acts greedily.
+        step: scalar int tensor, the training step (for schedules).
+        seed: int32 tensor `[2]`, the stateless seed of the policy's draws.
         sample_weight: None or float `[batch]` weights of the loss.
 
     Returns:
-        A `BrainPropStep` (actions, explored, rewards,
-        reward_prediction_error, loss).
+        A `BrainPropStep`.
 
     Example:
 
