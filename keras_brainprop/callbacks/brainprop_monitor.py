@@ -387,18 +387,11 @@ class BrainPropMonitor(keras.callbacks.Callback):
 
     def _write_update_norms(self, unit, step, snapshot):
         for layer, indices in self._layer_indices.items():
-            weights = [tf.cast(self._weights[i], "float32") for i in indices]
             old = [tf.cast(snapshot[i], "float32") for i in indices]
-            change = tf.add_n(
-                [tf.reduce_sum(tf.square(w - o)) for w, o in zip(weights, old)]
-            )
-            old_norm = tf.sqrt(
-                tf.add_n([tf.reduce_sum(tf.square(o)) for o in old])
-            )
-            norm = tf.sqrt(change)
+            new = [tf.cast(self._weights[i], "float32") for i in indices]
+            norm = tf.linalg.global_norm([n - o for n, o in zip(new, old)])
+            relative = tf.math.divide_no_nan(norm, tf.linalg.global_norm(old))
             tf.summary.scalar(f"{unit}/update_norm/{layer}", norm, step)
             tf.summary.scalar(
-                f"{unit}/relative_update_norm/{layer}",
-                tf.math.divide_no_nan(norm, old_norm),
-                step,
+                f"{unit}/relative_update_norm/{layer}", relative, step
             )
