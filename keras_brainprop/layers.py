@@ -312,6 +312,17 @@ class LocallyConnected2D(keras.layers.Layer):
         )
 
     def call(self, inputs):
+        outputs = self.locally_connected_op(inputs, self.kernel)
+        return self._add_bias_and_activate(outputs)
+
+    def locally_connected_op(self, inputs, kernel):
+        """The layer's linear part: `inputs` contracted with `kernel`.
+
+        Like `Conv2D.convolution_op`: no bias, no activation, so that the
+        same operation can run with another kernel of the same shape
+        (`keras_brainprop.feedback` sends errors through feedback weights
+        this way).
+        """
         if self.data_format == "channels_first":
             inputs = ops.transpose(inputs, (0, 2, 3, 1))
         if self.padding == "same":
@@ -333,11 +344,9 @@ class LocallyConnected2D(keras.layers.Layer):
         if self.data_format == "channels_first":
             # Keras 2 flattens a channels_first patch channel-major.
             patches = ops.transpose(patches, (0, 1, 3, 2))
-        patches = ops.reshape(
-            patches, (patches.shape[0], -1, self.kernel.shape[1])
-        )
+        patches = ops.reshape(patches, (patches.shape[0], -1, kernel.shape[1]))
         # One batched matmul over positions: (positions, batch, filters).
-        outputs = ops.matmul(patches, self.kernel)
+        outputs = ops.matmul(patches, kernel)
         if self.data_format == "channels_last":
             outputs = ops.transpose(outputs, (1, 0, 2))
             outputs = ops.reshape(
@@ -348,8 +357,12 @@ class LocallyConnected2D(keras.layers.Layer):
             outputs = ops.reshape(
                 outputs, (-1, self.filters, self.output_rows, self.output_cols)
             )
+        return outputs
+
+    def _add_bias_and_activate(self, outputs):
         if self.use_bias:
-            bias = self.bias
+            # Cast: feedback.FeedbackLayer calls this without autocasting.
+            bias = ops.cast(self.bias, outputs.dtype)
             if self.data_format == "channels_first":
                 bias = ops.reshape(
                     bias, (self.filters, self.output_rows, self.output_cols)

@@ -1,0 +1,301 @@
+"""Feedback rules: which weights carry the error back down the network."""
+
+import keras
+from keras import initializers
+from keras import ops
+
+
+class FeedbackRule:
+    """Base class of the feedback rules.
+
+    With backprop, and with BrainProp as published, the error of the chosen
+    output unit travels down through the transposed forward weights `W`.
+    A feedback rule replaces them, layer by layer, by feedback weights `B`
+    of the same shape: the error reaching a layer's input is `B^T` times
+    the gated error at its output, while the update of `W` itself stays
+    presynaptic activity times that gated error. `feedback.apply()` gives a
+    network's layers feedback weights under a rule.
+
+    A rule answers four questions for a converted layer (a
+    `feedback.FeedbackLayer`): does it store feedback weights
+    (`make_feedback_kernel`), what are they at this step
+    (`feedback_kernel`), do they learn (`learns_feedback`: then they get the
+    same gradient as the kernel), and which extra losses does the layer add
+    (`losses`).
+    """
+
+    learns_feedback = False
+
+    def feedback_initializer(self, layer, seed):
+        """Returns the initializer of `layer`'s feedback weights, or None."""
+        return None
+
+    def make_feedback_kernel(self, feedback_layer):
+        """Creates the stored feedback weights of a layer, or returns None."""
+        return None
+
+    def feedback_kernel(self, feedback_layer):
+        """Returns the feedback weights `B` the layer uses at this step."""
+        return feedback_layer.feedback_weights
+
+    def losses(self, feedback_layer):
+        """Returns the scalar losses the layer adds at each call."""
+        return []
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_config().items()
+        )
+        return f"{type(self).__name__}({arguments})"
+
+
+@keras.saving.register_keras_serializable(package="keras_brainprop")
+class Symmetric(FeedbackRule):
+    """Feedback through the forward weights themselves (`B = W`).
+
+    The default: the network is used as it is, so the update is exactly
+    backprop of the chosen unit's `0.5 * delta**2`, at no extra cost. It
+    assumes that every feedback synapse equals its forward synapse ("weight
+    transport").
+
+    Example:
+
+    >>> feedback.apply(net, Symmetric()) is net
+    True
+    """
+
+
+class _RandomFeedback(FeedbackRule):
+    """A rule whose stored feedback weights start from a random draw."""
+
+    def __init__(self, initializer=None, seed=None):
+        if seed is not None and (
+            not isinstance(seed, int) or isinstance(seed, bool)
+        ):
+            raise ValueError(
+                f"`seed` must be an int or None. Received: seed={seed!r}"
+            )
+        self.initializer = (
+            None if initializer is None else initializers.get(initializer)
+        )
+        self.seed = seed
+
+    def feedback_initializer(self, layer, seed):
+        initializer = self.initializer
+        if initializer is None:
+            initializer = layer.kernel_initializer
+        config = initializers.serialize(initializer)
+        if "seed" in config.get("config", {}):
+            # Each layer draws its own weights, reproducibly.
+            config["config"]["seed"] = int(seed)
+        elif self.initializer is None:
+            raise ValueError(
+                f"{type(self).__name__} draws random feedback weights from "
+                "the layer's kernel initializer, but the one of layer "
+                f"'{layer.name}' ({type(layer).__name__}) is not random. "
+                f"Pass `initializer=`, e.g. {type(self).__name__}("
+                "initializer='glorot_uniform'). Received: kernel_initializer="
+                f"{config.get('class_name', config)}"
+            )
+        return initializers.deserialize(config)
+
+    def get_config(self):
+        initializer = self.initializer
+        if initializer is not None:
+            initializer = initializers.serialize(initializer)
+        return {"initializer": initializer, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_brainprop")
+class FeedbackAlignment(_RandomFeedback):
+    """Fixed random feedback weights (feedback alignment).
+
+    Each converted layer draws its feedback weights `B` once, with the
+    kernel's shape, and never changes them. By default they come from the
+    layer's own kernel initializer (with a seed of their own), so they have
+    the scale of the layer's initial forward weights. The forward weights
+    learn to align with `B` (Lillicrap et al. 2016).
+
+    Args:
+        initializer: initializer of the feedback weights, or None for each
+            layer's own `kernel_initializer`. A random initializer gets a
+            different seed in each layer.
+        seed: int seed from which every layer's feedback seed derives, or
+            None to derive it from Python's global random state (which
+            `keras.utils.set_random_seed()` sets).
+
+    Example:
+
+    >>> net = feedback.apply(net, FeedbackAlignment(seed=1))
+    >>> net.layers[0].feedback_kernel.trainable
+    False
+
+    Reference:
+        Lillicrap, Cownden, Tweed, Akerman, "Random synaptic feedback weights
+        support error backpropagation for deep learning", Nature
+        Communications 7, 13276 (2016).
+    """
+
+    def make_feedback_kernel(self, feedback_layer):
+        return feedback_layer.add_weight(
+            name="feedback_kernel",
+            shape=feedback_layer.kernel.shape,
+            initializer=feedback_layer.feedback_initializer,
+            trainable=False,
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_brainprop")
+class SignSymmetry(FeedbackRule):
+    """Feedback weights with the forward weights' signs, one magnitude each.
+
+    `B = sign(W) * rms(W)`: every feedback synapse has the sign of its
+    forward synapse and all of a layer's feedback synapses have the same
+    magnitude (Liao, Leibo & Poggio 2016; BioTorch's "uSF"). The magnitude
+    is the root mean square of the layer's current forward weights, which
+    makes `B` exactly as large as `W` (equal Frobenius norms): the error
+    travels down at the scale backprop would give it, whatever the
+    initialization or the growth of the weights, and only the pattern of
+    magnitudes is lost. `B` is recomputed from `W` at every step and is not
+    stored; a converted layer's `feedback_kernel` returns it.
+
+    Example:
+
+    >>> net = feedback.apply(net, "sign_symmetry")
+
+    Reference:
+        Liao, Leibo, Poggio, "How important is weight symmetry in
+        backpropagation?", AAAI 2016.
+    """
+
+    def feedback_kernel(self, feedback_layer):
+        kernel = ops.convert_to_tensor(feedback_layer.kernel)
+        magnitude = ops.sqrt(ops.mean(ops.square(kernel)))
+        return ops.stop_gradient(ops.sign(kernel) * magnitude)
+
+
+@keras.saving.register_keras_serializable(package="keras_brainprop")
+class KolenPollack(_RandomFeedback):
+    """Feedback weights that learn like the forward weights (Kolen-Pollack).
+
+    The feedback weights `B` start random, as with `FeedbackAlignment`, and
+    receive the same update as the forward weights `W` (the tag times the
+    reward-prediction error), and both decay: each converted layer adds
+    `0.5 * decay * (sum(W**2) + sum(B**2))` to the loss. With plain SGD at
+    learning rate `lr`, one step then changes `W - B` into exactly
+    `(1 - lr * decay) * (W - B)`, so `B` converges to `W` whatever the
+    data. It is what the BrainProp authors describe for the brain
+    (feedback synapses receive the same updates as the forward ones), with
+    the decay that makes the two meet.
+
+    If the kernel has a regularizer or a constraint, the feedback weights
+    get the same ones, so that both still receive the same update (an L2
+    factor `l2` makes the contraction `1 - lr * (decay + 2 * l2)`). With
+    momentum or adaptive optimizers `B` still follows `W`, but the
+    contraction is no longer that exact factor.
+
+    Args:
+        decay: weight decay of forward and feedback weights. The default
+            1e-3 shrinks `W - B` by 1e-4 per step at the paper's learning
+            rate 0.1 (a factor 1/e every 10,000 steps, e.g. about 20 epochs
+            of Fashion-MNIST at batch size 128), which as an L2 penalty is
+            the paper's own 5e-4 of its deep network: mild enough to leave
+            the forward learning as it is.
+        initializer: initializer of the feedback weights, or None for each
+            layer's own `kernel_initializer`.
+        seed: int seed of the feedback weights' draw, or None (see
+            `FeedbackAlignment`).
+
+    Example:
+
+    >>> net = feedback.apply(net, KolenPollack(decay=1e-3, seed=1))
+
+    Reference:
+        - Kolen, Pollack, "Backpropagation without weight transport", IEEE
+          International Conference on Neural Networks (1994).
+        - Akrout, Wilson, Humphreys, Lillicrap, Tweed, "Deep learning
+          without weight transport", NeurIPS 2019.
+    """
+
+    learns_feedback = True
+
+    def __init__(self, decay=1e-3, initializer=None, seed=None):
+        super().__init__(initializer=initializer, seed=seed)
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)):
+            raise ValueError(
+                f"`decay` must be a non-negative number. Received: "
+                f"decay={decay!r}"
+            )
+        if not decay >= 0:
+            raise ValueError(
+                f"`decay` must be a non-negative number. Received: "
+                f"decay={decay!r}"
+            )
+        self.decay = float(decay)
+
+    def make_feedback_kernel(self, feedback_layer):
+        layer = feedback_layer.layer
+        return feedback_layer.add_weight(
+            name="feedback_kernel",
+            shape=feedback_layer.kernel.shape,
+            initializer=feedback_layer.feedback_initializer,
+            regularizer=layer.kernel_regularizer,
+            constraint=layer.kernel_constraint,
+            trainable=True,
+        )
+
+    def losses(self, feedback_layer):
+        if not self.decay:
+            return []
+        # Float32 variables (the layer does not autocast): the decay is
+        # exact under mixed precision too.
+        kernel = ops.convert_to_tensor(feedback_layer.kernel)
+        feedback = ops.convert_to_tensor(feedback_layer.feedback_weights)
+        squares = ops.sum(ops.square(kernel)) + ops.sum(ops.square(feedback))
+        return [0.5 * self.decay * squares]
+
+    def get_config(self):
+        return {"decay": self.decay, **super().get_config()}
+
+
+_RULES = {
+    "symmetric": Symmetric,
+    "feedback_alignment": FeedbackAlignment,
+    "sign_symmetry": SignSymmetry,
+    "kolen_pollack": KolenPollack,
+}
+NAMES = tuple(_RULES)
+
+
+def get(identifier):
+    """Returns a feedback rule from an instance, a name, a config or None.
+
+    `None` gives `Symmetric()`. Names: "symmetric", "feedback_alignment",
+    "sign_symmetry", "kolen_pollack" (or the class names), each with its
+    default arguments.
+    """
+    if identifier is None:
+        return Symmetric()
+    if isinstance(identifier, FeedbackRule):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        for name, cls in _RULES.items():
+            if key in (name, cls.__name__.lower()):
+                return cls()
+    if isinstance(identifier, dict):
+        rule = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(rule, FeedbackRule):
+            return rule
+    raise ValueError(
+        "`feedback` must be a keras_brainprop.feedback rule, one of "
+        f"{', '.join(repr(name) for name in NAMES)}, or None. Received: "
+        f"feedback={identifier!r}"
+    )

@@ -1,0 +1,844 @@
+"""Tests of keras_brainprop.feedback: rules, conversion, BrainProp updates."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+import keras_brainprop as kbp
+from keras_brainprop import feedback
+
+LEARNING_RATE = 0.1
+RULES = ["symmetric", "feedback_alignment", "sign_symmetry", "kolen_pollack"]
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def dense_net(num_inputs=6, num_actions=4):
+    """Two ReLU hidden layers and a linear output, all with biases."""
+    return keras.Sequential(
+        [
+            keras.Input((num_inputs,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(7, activation="relu"),
+            keras.layers.Dense(num_actions),
+        ]
+    )
+
+
+def conv_net(num_actions=3, dropout=0.2):
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.ReLU(),
+            keras.layers.BatchNormalization(),
+            kbp.LocallyConnected2D(3, 2, strides=2),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(num_actions, use_bias=False),
+        ]
+    )
+
+
+def random_batch(input_shape, num_actions, batch_size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
+    y = rng.integers(0, num_actions, size=(batch_size,))
+    return x, y
+
+
+def to_numpy(value):
+    """A variable's or tensor's value (`SignSymmetry`'s B is a tensor)."""
+    return tf.convert_to_tensor(value).numpy()
+
+
+def angle_degrees(a, b):
+    a, b = np.ravel(to_numpy(a)), np.ravel(to_numpy(b))
+    cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+
+
+def brainprop_model(network, rule, **compile_kwargs):
+    """A greedy BrainPropModel training `network` under a feedback rule."""
+    model = kbp.wrap(feedback.apply(network, rule), policy="greedy", seed=0)
+    compile_kwargs.setdefault("optimizer", keras.optimizers.SGD(LEARNING_RATE))
+    model.compile(**compile_kwargs)
+    return model
+
+
+# The paper's equations in NumPy ----------------------------------------------
+
+
+def numpy_brainprop_step(kernels, biases, feedbacks, x, y, decay=0.0):
+    """One greedy BrainProp step of a ReLU network, from its equations.
+
+    Forward: h_0 = x, z_l = h_{l-1} W_l + b_l, h_l = relu(z_l), Q = z_L.
+    The greedy action a = argmax Q earns r = [a == y]; RPE delta = r - Q_a.
+    Only unit a sends feedback: g_L = delta at a, 0 elsewhere, and layer l
+    receives g_l = (g_{l+1} B_{l+1}^T) * relu'(z_l) through the feedback
+    weights B. Tags: h_{l-1}^T g_l (batch mean); every W_l and b_l moves by
+    learning rate x tag (the RPE is in g). Kolen-Pollack's B get the same
+    change, and decay shrinks W and B by `learning rate x decay`.
+    """
+    activities, pre_activations = [x.astype("float64")], []
+    for index, (kernel, bias) in enumerate(zip(kernels, biases)):
+        z = activities[-1] @ kernel + bias
+        pre_activations.append(z)
+        last = index == len(kernels) - 1
+        activities.append(z if last else np.maximum(z, 0.0))
+    q_values = activities[-1]
+    rows = np.arange(len(x))
+    actions = np.argmax(q_values, axis=-1)
+    rpe = (actions == y).astype("float64") - q_values[rows, actions]
+    gate = np.zeros_like(q_values)
+    gate[rows, actions] = rpe
+    tags = [None] * len(kernels)
+    bias_tags = [None] * len(kernels)
+    for index in reversed(range(len(kernels))):
+        tags[index] = activities[index].T @ gate / len(x)
+        bias_tags[index] = gate.mean(axis=0)
+        if index:
+            derivative = (pre_activations[index - 1] > 0).astype("float64")
+            gate = (gate @ feedbacks[index].T) * derivative
+    new_kernels = [
+        w + LEARNING_RATE * (t - decay * w) for w, t in zip(kernels, tags)
+    ]
+    new_biases = [b + LEARNING_RATE * t for b, t in zip(biases, bias_tags)]
+    new_feedbacks = [
+        f + LEARNING_RATE * (t - decay * f) for f, t in zip(feedbacks, tags)
+    ]
+    return new_kernels, new_biases, new_feedbacks
+
+
+def tf_brainprop_step(network, x, y):
+    """One greedy step on 0.5 * mean((r - Q_a)^2) + the network's losses."""
+    optimizer = keras.optimizers.SGD(LEARNING_RATE)
+    with tf.GradientTape() as tape:
+        q_values = network(x, training=True)
+        actions = tf.argmax(q_values, axis=-1, output_type="int32")
+        rewards = tf.cast(tf.equal(actions, y), "float32")
+        chosen = tf.gather(q_values, actions, batch_dims=1)
+        loss = tf.reduce_mean(0.5 * tf.square(rewards - chosen))
+        if network.losses:
+            loss += tf.add_n(network.losses)
+    gradients = tape.gradient(loss, network.trainable_variables)
+    optimizer.apply(gradients, network.trainable_variables)
+
+
+@pytest.mark.parametrize("rule_name", RULES)
+def test_one_step_equals_the_papers_equations(rule_name):
+    rule = feedback.get(rule_name)
+    if isinstance(rule, feedback.KolenPollack):
+        rule = feedback.KolenPollack(decay=0.3, seed=5)
+    network = dense_net()
+    x, y = random_batch((6,), 4)
+    converted = feedback.apply(network, rule)
+    kernels = [layer.kernel.numpy() for layer in network.layers]
+    biases = [layer.bias.numpy() for layer in network.layers]
+    if rule_name == "symmetric":
+        feedbacks = kernels
+    elif rule_name == "sign_symmetry":
+        feedbacks = [np.sign(w) * np.sqrt(np.mean(w**2)) for w in kernels]
+    else:
+        feedbacks = [
+            to_numpy(layer.feedback_kernel) for layer in converted.layers
+        ]
+        for kernel, feedback_kernel in zip(kernels, feedbacks):
+            assert feedback_kernel.shape == kernel.shape
+            assert angle_degrees(kernel, feedback_kernel) > 45
+    expected = numpy_brainprop_step(
+        kernels, biases, feedbacks, x, y, decay=getattr(rule, "decay", 0.0)
+    )
+    tf_brainprop_step(converted, x, y)
+    for index, layer in enumerate(network.layers):
+        np.testing.assert_allclose(
+            layer.kernel.numpy(), expected[0][index], atol=1e-6
+        )
+        np.testing.assert_allclose(
+            layer.bias.numpy(), expected[1][index], atol=1e-6
+        )
+    if rule_name in ("feedback_alignment", "kolen_pollack"):
+        learned = expected[2] if rule_name == "kolen_pollack" else feedbacks
+        for layer, expected_feedback in zip(converted.layers, learned):
+            np.testing.assert_allclose(
+                layer.feedback_kernel.numpy(), expected_feedback, atol=1e-6
+            )
+    # The rules differ: below the output layer, the hidden kernels moved
+    # differently than under backprop.
+    if rule_name != "symmetric":
+        backprop = numpy_brainprop_step(kernels, biases, kernels, x, y)
+        assert not np.allclose(expected[0][0], backprop[0][0], atol=1e-4)
+
+
+# Error at the layer's input: the transposed operation with B -----------------
+
+
+def _gradients(layer, x, upstream):
+    """Gradients of sum(upstream * layer(x)) in x and in the kernel."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = layer(x)
+    return tape.gradient(
+        outputs, [x, layer.kernel], output_gradients=tf.constant(upstream)
+    )
+
+
+def _converted_layer(layer, input_shape):
+    """`layer` built on `input_shape`, and its FeedbackLayer under FA."""
+    network = keras.Sequential([keras.Input(input_shape), layer])
+    converted = feedback.apply(network, feedback.FeedbackAlignment(seed=2))
+    return converted.layers[0]
+
+
+def _postsynaptic_error(layer, x, upstream):
+    """The error at the layer's pre-activation: upstream * relu'(z)."""
+    assert layer.layer.activation is keras.activations.relu
+    outputs = layer(x).numpy()
+    return upstream * (outputs > 0)
+
+
+def test_conv2d_error_goes_down_through_the_feedback_kernel():
+    layer = keras.layers.Conv2D(
+        3, (3, 2), strides=2, padding="same", activation="relu"
+    )
+    wrapped = _converted_layer(layer, (7, 6, 2))
+    x, _ = random_batch((7, 6, 2), 1, batch_size=2)
+    upstream = np.random.default_rng(1).normal(size=(2, 4, 3, 3))
+    upstream = upstream.astype("float32")
+    grad_x, grad_kernel = _gradients(wrapped, x, upstream)
+    expected_x = tf.nn.conv2d_transpose(
+        _postsynaptic_error(wrapped, x, upstream),
+        wrapped.feedback_kernel,
+        output_shape=x.shape,
+        strides=2,
+        padding="SAME",
+    )
+    np.testing.assert_allclose(grad_x, expected_x, atol=1e-5)
+    plain_x, plain_kernel = _gradients(layer, x, upstream)
+    np.testing.assert_allclose(grad_kernel, plain_kernel, atol=1e-6)
+    assert not np.allclose(grad_x, plain_x, atol=1e-3)
+
+
+def test_conv1d_error_goes_down_through_the_feedback_kernel():
+    layer = keras.layers.Conv1D(3, 3, strides=2, activation="relu")
+    wrapped = _converted_layer(layer, (9, 2))
+    x, _ = random_batch((9, 2), 1, batch_size=2)
+    upstream = np.random.default_rng(1).normal(size=(2, 4, 3))
+    upstream = upstream.astype("float32")
+    grad_x, grad_kernel = _gradients(wrapped, x, upstream)
+    expected_x = tf.nn.conv1d_transpose(
+        _postsynaptic_error(wrapped, x, upstream),
+        wrapped.feedback_kernel,
+        output_shape=x.shape,
+        strides=2,
+        padding="VALID",
+    )
+    np.testing.assert_allclose(grad_x, expected_x, atol=1e-5)
+    _, plain_kernel = _gradients(layer, x, upstream)
+    np.testing.assert_allclose(grad_kernel, plain_kernel, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_locally_connected_error_goes_down_through_the_feedback_kernel(
+    padding,
+):
+    layer = kbp.LocallyConnected2D(
+        3, (2, 3), strides=(1, 2), padding=padding, activation="relu"
+    )
+    rows, cols, channels = 5, 6, 2
+    wrapped = _converted_layer(layer, (rows, cols, channels))
+    x, _ = random_batch((rows, cols, channels), 1, batch_size=2)
+    out_rows, out_cols = layer.output_rows, layer.output_cols
+    upstream = np.random.default_rng(1).normal(size=(2, out_rows, out_cols, 3))
+    upstream = upstream.astype("float32")
+    grad_x, grad_kernel = _gradients(wrapped, x, upstream)
+    # Each position's window gets B[position] times its error.
+    error = _postsynaptic_error(wrapped, x, upstream)
+    feedback_kernel = wrapped.feedback_kernel.numpy()
+    top, left = (1, 1) if padding == "same" else (0, 0)
+    expected_x = np.zeros((2, rows + 2 * 2, cols + 2 * 3, channels))
+    for sample in range(2):
+        for i in range(out_rows):
+            for j in range(out_cols):
+                window = feedback_kernel[i * out_cols + j] @ error[sample, i, j]
+                r, c = i * 1, j * 2
+                expected_x[sample, r : r + 2, c : c + 3] += window.reshape(
+                    2, 3, channels
+                )
+    expected_x = expected_x[:, top : top + rows, left : left + cols]
+    np.testing.assert_allclose(grad_x, expected_x, atol=1e-5)
+    _, plain_kernel = _gradients(layer, x, upstream)
+    np.testing.assert_allclose(grad_kernel, plain_kernel, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make_layer, input_shape",
+    [
+        (lambda: keras.layers.Dense(3), (4, 5)),
+        (
+            lambda: keras.layers.Conv1D(
+                4, 3, padding="causal", dilation_rate=2
+            ),
+            (8, 2),
+        ),
+        (
+            lambda: keras.layers.Conv2D(4, 3, groups=2, dilation_rate=2),
+            (7, 7, 4),
+        ),
+        (lambda: keras.layers.Conv3D(2, 2, strides=(1, 2, 1)), (3, 4, 3, 2)),
+    ],
+    ids=["dense_3d_input", "conv1d_causal", "conv2d_grouped", "conv3d"],
+)
+def test_error_equals_backprop_through_a_twin_whose_kernel_is_b(
+    make_layer, input_shape
+):
+    layer = make_layer()
+    wrapped = _converted_layer(layer, input_shape)
+    x, _ = random_batch(input_shape, 1, batch_size=2)
+    outputs = wrapped(x)
+    np.testing.assert_allclose(outputs, layer(x), atol=1e-6)
+    upstream = np.random.default_rng(1).normal(size=outputs.shape)
+    upstream = upstream.astype("float32")
+    grad_x, grad_kernel = _gradients(wrapped, x, upstream)
+    plain_x, plain_kernel = _gradients(layer, x, upstream)
+    np.testing.assert_allclose(grad_kernel, plain_kernel, atol=1e-5)
+    # The layers are linear: backprop through a twin with kernel B sends
+    # exactly the error the feedback weights send.
+    twin = make_layer()
+    twin.build((None, *input_shape))
+    twin.kernel.assign(wrapped.feedback_kernel)
+    twin_x, _ = _gradients(twin, x, upstream)
+    np.testing.assert_allclose(grad_x, twin_x, atol=1e-5)
+    assert not np.allclose(grad_x, plain_x, atol=1e-3)
+
+
+# The rules over training -----------------------------------------------------
+
+
+class _KernelRecorder(keras.callbacks.Callback):
+    """Records every FeedbackLayer's kernel and feedback weights per step."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.layers = feedback.feedback_layers(network)
+        self.steps = []
+
+    def record(self):
+        self.steps.append(
+            [
+                (layer.kernel.numpy(), to_numpy(layer.feedback_kernel))
+                for layer in self.layers
+            ]
+        )
+
+    def on_train_begin(self, logs=None):
+        self.record()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.record()
+
+
+def test_feedback_alignment_weights_do_not_change_during_fit():
+    x, y = random_batch((6, 6, 2), 3, batch_size=32)
+    model = brainprop_model(conv_net(), feedback.FeedbackAlignment(seed=1))
+    recorder = _KernelRecorder(model.network)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[recorder])
+    assert len(recorder.steps) == 9
+    for (kernel, fixed), (trained, after) in zip(
+        recorder.steps[0], recorder.steps[-1]
+    ):
+        np.testing.assert_array_equal(after, fixed)
+        assert not np.allclose(kernel, trained)
+    assert not any(
+        layer.feedback_kernel.trainable
+        for layer in feedback.feedback_layers(model.network)
+    )
+
+
+def test_sign_symmetry_feedback_has_the_kernels_signs_and_norm():
+    network = feedback.apply(conv_net(), "sign_symmetry")
+    for layer in feedback.feedback_layers(network):
+        kernel = layer.kernel.numpy()
+        feedback_kernel = layer.feedback_kernel.numpy()
+        np.testing.assert_array_equal(np.sign(feedback_kernel), np.sign(kernel))
+        assert len(np.unique(np.abs(feedback_kernel))) == 1
+        np.testing.assert_allclose(
+            np.linalg.norm(feedback_kernel), np.linalg.norm(kernel), rtol=1e-5
+        )
+        assert layer.weights[0] is not layer.feedback_kernel
+
+
+def test_kolen_pollack_shrinks_the_difference_exactly_every_step():
+    decay, l2 = 0.4, 0.05
+    network = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(
+                8,
+                activation="relu",
+                kernel_regularizer=keras.regularizers.L2(l2),
+            ),
+            keras.layers.Dense(7, activation="relu"),
+            keras.layers.Dense(4),
+        ]
+    )
+    x, y = random_batch((6,), 4, batch_size=40)
+    model = brainprop_model(network, feedback.KolenPollack(decay, seed=1))
+    recorder = _KernelRecorder(model.network)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[recorder])
+    assert len(recorder.steps) == 11
+    # The kernel's L2 regularizer acts on the feedback weights too.
+    factors = [1 - LEARNING_RATE * (decay + 2 * l2)] + [
+        1 - LEARNING_RATE * decay
+    ] * 2
+    for before, after in zip(recorder.steps, recorder.steps[1:]):
+        for factor, (kernel, feedback_kernel), (
+            new_kernel,
+            new_feedback,
+        ) in zip(factors, before, after):
+            np.testing.assert_allclose(
+                new_kernel - new_feedback,
+                factor * (kernel - feedback_kernel),
+                atol=1e-6,
+            )
+            assert not np.allclose(new_kernel, kernel, atol=1e-4)
+
+
+def test_kolen_pollack_feedback_aligns_with_the_kernels_on_digits():
+    digits = load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    initializer = keras.initializers.RandomNormal(stddev=0.05)
+    network = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(
+                32, activation="relu", kernel_initializer=initializer
+            ),
+            keras.layers.Dense(10, kernel_initializer=initializer),
+        ]
+    )
+    # A large decay (W - B shrinks by 2.5 % per step) keeps the test short.
+    rule = feedback.KolenPollack(decay=0.05, seed=1)
+    model = kbp.wrap(feedback.apply(network, rule), seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"])
+    layers = feedback.feedback_layers(model.network)
+    angles_before = [
+        angle_degrees(layer.kernel, layer.feedback_kernel) for layer in layers
+    ]
+    history = model.fit(x, digits.target, batch_size=16, epochs=2, verbose=0)
+    angles = [
+        angle_degrees(layer.kernel, layer.feedback_kernel) for layer in layers
+    ]
+    assert min(angles_before) > 80
+    assert max(angles) < 5, angles
+    assert history.history["accuracy"][-1] > 0.15  # Chance: 0.1.
+
+
+# Rules and conversion --------------------------------------------------------
+
+
+def test_get_maps_names_objects_and_configs():
+    assert isinstance(feedback.get(None), feedback.Symmetric)
+    assert isinstance(feedback.get("kolen_pollack"), feedback.KolenPollack)
+    assert isinstance(feedback.get("SignSymmetry"), feedback.SignSymmetry)
+    rule = feedback.FeedbackAlignment(seed=3)
+    assert feedback.get(rule) is rule
+    config = keras.saving.serialize_keras_object(rule)
+    assert feedback.get(config).get_config() == rule.get_config()
+    assert feedback.NAMES == tuple(RULES)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        feedback.Symmetric(),
+        feedback.FeedbackAlignment(initializer="he_normal", seed=4),
+        feedback.SignSymmetry(),
+        feedback.KolenPollack(decay=0.01, seed=2),
+    ],
+    ids=RULES,
+)
+def test_rule_config_round_trip(rule):
+    config = keras.saving.serialize_keras_object(rule)
+    restored = keras.saving.deserialize_keras_object(
+        json.loads(json.dumps(config))
+    )
+    assert type(restored) is type(rule)
+    assert restored.get_config() == rule.get_config()
+
+
+def test_symmetric_returns_the_network_itself():
+    network = dense_net()
+    assert feedback.apply(network) is network
+    assert feedback.apply(network, "symmetric") is network
+
+
+def test_converted_network_shares_the_original_weights():
+    network = conv_net()
+    x, y = random_batch((6, 6, 2), 3, batch_size=16)
+    converted = feedback.apply(network, "feedback_alignment")
+    assert [type(layer).__name__ for layer in converted.layers] == [
+        "FeedbackLayer",
+        "ReLU",
+        "BatchNormalization",
+        "FeedbackLayer",
+        "Flatten",
+        "Dropout",
+        "FeedbackLayer",
+    ]
+    assert converted.layers[0].name == network.layers[0].name
+    np.testing.assert_array_equal(converted(x), network(x))
+    model = kbp.wrap(converted, policy="greedy")
+    model.compile()
+    model.fit(x, y, batch_size=8, verbose=0)
+    # Training the converted network trained the original's weights.
+    np.testing.assert_array_equal(converted(x), network(x))
+    for layer in feedback.feedback_layers(converted):
+        assert layer.kernel is layer.layer.kernel
+    plain = feedback.to_plain(converted)
+    assert not feedback.feedback_layers(plain)
+    assert [type(layer) for layer in plain.layers] == [
+        type(layer) for layer in network.layers
+    ]
+    np.testing.assert_array_equal(plain(x), network(x))
+    assert feedback.to_plain(network) is network
+    # A new rule starts from the plain network, with new feedback weights.
+    again = feedback.apply(converted, "kolen_pollack")
+    assert all(
+        isinstance(layer.rule, feedback.KolenPollack)
+        for layer in feedback.feedback_layers(again)
+    )
+    assert feedback.apply(converted, "symmetric").layers[0] is network.layers[0]
+
+
+def test_feedback_alignment_seeds():
+    def feedback_kernels(rule):
+        converted = feedback.apply(dense_net(), rule)
+        return [layer.feedback_kernel.numpy() for layer in converted.layers]
+
+    keras.utils.set_random_seed(5)
+    first = feedback_kernels(feedback.FeedbackAlignment(seed=1))
+    same = feedback_kernels(feedback.FeedbackAlignment(seed=1))
+    other = feedback_kernels(feedback.FeedbackAlignment(seed=2))
+    keras.utils.set_random_seed(5)
+    global_a = feedback_kernels(feedback.FeedbackAlignment())
+    keras.utils.set_random_seed(5)
+    global_b = feedback_kernels(feedback.FeedbackAlignment())
+    for a, b, c, d, e in zip(first, same, other, global_a, global_b):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(d, e)
+        assert not np.allclose(a, c)
+    # Layers of one shape still draw different weights.
+    network = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(5), keras.layers.Dense(5)]
+    )
+    converted = feedback.apply(network, feedback.FeedbackAlignment(seed=1))
+    a, b = [layer.feedback_kernel.numpy() for layer in converted.layers]
+    assert not np.allclose(a, b)
+
+
+def test_feedback_weights_have_the_kernel_initializers_scale():
+    network = keras.Sequential(
+        [
+            keras.Input((400,)),
+            keras.layers.Dense(
+                300,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.3),
+            ),
+            keras.layers.Dense(200),  # glorot_uniform: std sqrt(2 / 500).
+        ]
+    )
+    converted = feedback.apply(network, "feedback_alignment")
+    first, second = [
+        layer.feedback_kernel.numpy() for layer in converted.layers
+    ]
+    assert abs(first.std() - 0.3) < 0.01
+    assert abs(second.std() - np.sqrt(2 / 500)) < 0.002
+    explicit = feedback.apply(
+        network,
+        feedback.FeedbackAlignment(
+            initializer=keras.initializers.RandomUniform(0.0, 1.0)
+        ),
+    )
+    assert explicit.layers[1].feedback_kernel.numpy().min() >= 0.0
+
+
+# Errors ----------------------------------------------------------------------
+
+
+def test_unknown_rule_is_rejected():
+    with pytest.raises(ValueError, match="'feedback_alignment'.*Received: "):
+        feedback.get("direct_feedback_alignment")
+    with pytest.raises(ValueError, match="Received: feedback=3"):
+        feedback.apply(dense_net(), 3)
+
+
+def test_subclassed_network_is_rejected():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(5)
+
+        def call(self, x):
+            return self.hidden(x)
+
+    network = Subclassed()
+    network(np.zeros((1, 3), "float32"))
+    assert feedback.apply(network, "symmetric") is network
+    with pytest.raises(ValueError, match="subclassed model.*functional"):
+        feedback.apply(network, "feedback_alignment")
+    # Also when it sits inside a functional network.
+    inputs = keras.Input((3,))
+    outer = keras.Model(inputs, keras.layers.Dense(2)(Subclassed()(inputs)))
+    with pytest.raises(ValueError, match="subclassed model"):
+        feedback.apply(outer, "kolen_pollack")
+
+
+@pytest.mark.parametrize(
+    "layer, input_shape",
+    [
+        (keras.layers.DepthwiseConv2D(3), (5, 5, 2)),
+        (keras.layers.Conv2DTranspose(2, 3), (5, 5, 2)),
+        (keras.layers.LSTM(3), (4, 2)),
+        (keras.layers.EinsumDense("ab,bc->ac", output_shape=3), (4,)),
+    ],
+    ids=lambda value: getattr(value, "name", None) and type(value).__name__,
+)
+def test_layer_without_feedback_weights_is_named(layer, input_shape):
+    network = keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layer,
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    match = f"layer '{layer.name}' of class {type(layer).__name__}"
+    with pytest.raises(ValueError, match=match):
+        feedback.apply(network, "sign_symmetry")
+
+
+def test_subclass_of_a_convertible_layer_is_named():
+    class MyDense(keras.layers.Dense):
+        pass
+
+    network = keras.Sequential([keras.Input((3,)), MyDense(2, name="mine")])
+    with pytest.raises(ValueError, match="layer 'mine' of class MyDense"):
+        feedback.apply(network, "feedback_alignment")
+
+
+def test_other_errors():
+    with pytest.raises(ValueError, match="must be built"):
+        feedback.apply(
+            keras.Sequential([keras.layers.Dense(2)]), "feedback_alignment"
+        )
+    constant = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2, kernel_initializer="ones")]
+    )
+    with pytest.raises(ValueError, match="not random.*initializer="):
+        feedback.apply(constant, "kolen_pollack")
+    with pytest.raises(ValueError, match="Received: decay=-1"):
+        feedback.KolenPollack(decay=-1)
+    with pytest.raises(ValueError, match="Received: seed=1.5"):
+        feedback.FeedbackAlignment(seed=1.5)
+    with pytest.raises(ValueError, match="Symmetric"):
+        feedback.FeedbackLayer(keras.layers.Dense(2), "symmetric")
+    with pytest.raises(ValueError, match="keras.Model"):
+        feedback.apply(keras.layers.Dense(2), "feedback_alignment")
+
+
+# Compilation, precision, saving, nesting, distribution -----------------------
+
+
+@pytest.mark.parametrize("rule_name", ["sign_symmetry", "kolen_pollack"])
+def test_jit_compiled_steps_equal_graph_steps(rule_name):
+    x, y = random_batch((6, 6, 2), 3, batch_size=16)
+    weights = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(3)
+        # No dropout: XLA draws other random numbers than TensorFlow.
+        network = conv_net(dropout=0.0)
+        model = brainprop_model(network, rule_name, jit_compile=jit_compile)
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    for graph, jit in zip(*weights):
+        np.testing.assert_allclose(graph, jit, atol=1e-5)
+
+
+def test_mixed_precision_keeps_the_kolen_pollack_contraction_exact():
+    keras.config.set_dtype_policy("mixed_float16")
+    decay = 0.2
+    network = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    x, y = random_batch((6, 6, 2), 3, batch_size=32)
+    model = brainprop_model(network, feedback.KolenPollack(decay, seed=1))
+    recorder = _KernelRecorder(model.network)
+    model.fit(x, y, batch_size=8, verbose=0, callbacks=[recorder])
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    for layer in feedback.feedback_layers(model.network):
+        assert layer.compute_dtype == "float16"
+        assert layer.feedback_kernel.dtype == "float32"
+    # The scaled loss carries the decay: unscaled, W - B still shrinks by
+    # exactly 1 - lr * decay, and the weights learn.
+    for before, after in zip(recorder.steps, recorder.steps[1:]):
+        for (kernel, feedback_kernel), (new_kernel, new_feedback) in zip(
+            before, after
+        ):
+            np.testing.assert_allclose(
+                new_kernel - new_feedback,
+                (1 - LEARNING_RATE * decay) * (kernel - feedback_kernel),
+                atol=1e-6,
+            )
+            assert not np.allclose(new_kernel, kernel, atol=1e-4)
+    assert model.network(x).dtype == "float16"
+
+
+def test_save_load_round_trip_continues_exactly(tmp_path):
+    x, y = random_batch((6, 6, 2), 3, batch_size=32)
+    model = kbp.wrap(
+        feedback.apply(conv_net(), feedback.KolenPollack(decay=0.1)),
+        policy=kbp.policies.EpsilonBoltzmann(epsilon=0.3),
+        seed=7,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    model.fit(x, y, batch_size=8, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    layers = feedback.feedback_layers(model.network)
+    reloaded_layers = feedback.feedback_layers(reloaded.network)
+    assert len(reloaded_layers) == len(layers) == 3
+    for ours, theirs in zip(layers, reloaded_layers):
+        assert type(theirs.rule) is type(ours.rule)
+        assert theirs.rule.get_config() == ours.rule.get_config()
+        np.testing.assert_array_equal(
+            to_numpy(theirs.feedback_kernel),
+            to_numpy(ours.feedback_kernel),
+        )
+        assert len(theirs.weights) == len(ours.weights)
+    np.testing.assert_array_equal(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+    model.fit(x, y, batch_size=8, verbose=0)
+    reloaded.fit(x, y, batch_size=8, verbose=0)
+    for ours, theirs in zip(model.get_weights(), reloaded.get_weights()):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # The trained plain network, saved on its own, needs no feedback code.
+    plain = feedback.to_plain(reloaded.network)
+    plain.save(tmp_path / "plain.keras")
+    plain_reloaded = keras.models.load_model(tmp_path / "plain.keras")
+    assert not feedback.feedback_layers(plain_reloaded)
+    np.testing.assert_allclose(
+        plain_reloaded.predict(x, verbose=0),
+        reloaded.predict(x, verbose=0),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("rule_name", RULES[1:])
+def test_converted_network_alone_saves_and_loads(rule_name, tmp_path):
+    network = feedback.apply(conv_net(), rule_name)
+    network.save(tmp_path / "network.keras")
+    reloaded = keras.models.load_model(tmp_path / "network.keras")
+    assert len(reloaded.weights) == len(network.weights)
+    for ours, theirs in zip(network.weights, reloaded.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    for ours, theirs in zip(
+        feedback.feedback_layers(network), feedback.feedback_layers(reloaded)
+    ):
+        assert theirs.get_config() == ours.get_config()
+        np.testing.assert_array_equal(
+            to_numpy(theirs.feedback_kernel), to_numpy(ours.feedback_kernel)
+        )
+    x, _ = random_batch((6, 6, 2), 3)
+    np.testing.assert_array_equal(reloaded(x), network(x))
+
+
+def test_nested_functional_model_inside_a_sequential():
+    inputs = keras.Input((5,))
+    hidden = keras.layers.Dense(6, name="inner_a")(inputs)
+    inner = keras.Model(inputs, keras.layers.Dense(4, name="inner_b")(hidden))
+    network = keras.Sequential(
+        [keras.Input((5,)), inner, keras.layers.Dense(3, name="outer")]
+    )
+    converted = feedback.apply(network, feedback.FeedbackAlignment(seed=1))
+    layers = feedback.feedback_layers(converted)
+    assert [layer.name for layer in layers] == ["inner_a", "inner_b", "outer"]
+    x, _ = random_batch((5,), 1, batch_size=4)
+    np.testing.assert_allclose(converted(x), network(x), atol=1e-6)
+    # A linear network: the error at its input is the chain of the B's.
+    upstream = np.random.default_rng(2).normal(size=(4, 3)).astype("float32")
+    x_tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tensor)
+        outputs = converted(x_tensor)
+    grad_x = tape.gradient(outputs, x_tensor, upstream)
+    expected = upstream
+    for layer in reversed(layers):
+        expected = expected @ layer.feedback_kernel.numpy().T
+    np.testing.assert_allclose(grad_x, expected, atol=1e-5)
+
+
+def test_resnet50_gets_feedback_weights_on_every_conv_and_dense():
+    network = keras.applications.ResNet50(
+        weights=None,
+        classifier_activation=None,
+        input_shape=(32, 32, 3),
+        classes=10,
+    )
+    kinds = (keras.layers.Conv2D, keras.layers.Dense)
+    expected = [
+        layer.name for layer in network.layers if isinstance(layer, kinds)
+    ]
+    converted = feedback.apply(network, feedback.FeedbackAlignment(seed=1))
+    layers = feedback.feedback_layers(converted)
+    assert [layer.name for layer in layers] == expected
+    assert len(layers) == 54
+    for layer in layers:
+        assert layer.feedback_kernel.shape == layer.kernel.shape
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype="float32")
+    np.testing.assert_allclose(
+        converted(x, training=False), network(x, training=False), atol=1e-5
+    )
+
+
+def test_mirrored_training_equals_single_device_training(tmp_path):
+    output = tmp_path / "result.json"
+    environment = dict(os.environ, CUDA_VISIBLE_DEVICES="-1")
+    environment.pop("TF_CONFIG", None)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(_HERE, "feedback_distribute_worker.py"),
+            str(output),
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["num_replicas"] == 2
+    for rule_name in ("kolen_pollack", "sign_symmetry"):
+        result = results[rule_name]
+        # Three kernels, three biases and, for Kolen-Pollack, three feedback
+        # weights.
+        assert result["num_weights"] == (
+            9 if rule_name == "kolen_pollack" else 6
+        )
+        assert result["max_difference"] < 1e-5, result
+        assert result["smallest_change"] > 1e-4, result
