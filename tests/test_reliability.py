@@ -20,7 +20,9 @@ import keras_brainprop as kbp
 from keras_brainprop import datasets
 from keras_brainprop import policies
 from keras_brainprop import rewards
-from keras_brainprop.callbacks import backup_and_restore
+from keras_brainprop.callbacks import BackupAndRestore
+from keras_brainprop.callbacks.backup_and_restore import read_backup
+from keras_brainprop.callbacks.backup_and_restore import write_atomically
 
 NUM_ACTIONS = 4
 MODES = pytest.mark.parametrize(
@@ -401,7 +403,7 @@ def test_backup_never_keeps_nan_weights(tmp_path):
     model = kbp.wrap(dense_net(), policy="greedy")
     model.compile(optimizer=keras.optimizers.SGD(1e12))
     x, y = toy_data(64)
-    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=1)
+    backup = BackupAndRestore(tmp_path, save_freq=1)
     with pytest.warns(UserWarning, match="NaN or Inf"):
         history = model.fit(
             x * 1e3,
@@ -412,7 +414,7 @@ def test_backup_never_keeps_nan_weights(tmp_path):
             verbose=0,
         ).history
     assert not np.isfinite(history["loss"][-1])
-    manifest, arrays = backup_and_restore.read_backup(backup.path)
+    manifest, arrays = read_backup(backup.path)
     assert 0 < manifest["steps"] < int(model.optimizer.iterations)
     saved = [v for k, v in arrays.items() if k.startswith("model_")]
     assert len(saved) == len(model.variables)
@@ -468,9 +470,7 @@ def test_interrupted_training_resumes_exactly(
     for after_batches in interruptions:
         # A new model each time, as in a restarted process.
         model = _resumable_model()
-        backup = backup_and_restore.BackupAndRestore(
-            tmp_path, save_freq=save_freq
-        )
+        backup = BackupAndRestore(tmp_path, save_freq=save_freq)
         with pytest.raises(Interrupted):
             model.fit(
                 X, Y, callbacks=[backup, Interrupt(after_batches)], **FIT_ARGS
@@ -478,7 +478,7 @@ def test_interrupted_training_resumes_exactly(
     # A process killed while writing leaves a stray temporary file.
     (tmp_path / ".backup-killed.npz.tmp").write_bytes(b"half a backup")
     model = _resumable_model()
-    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=save_freq)
+    backup = BackupAndRestore(tmp_path, save_freq=save_freq)
     history = model.fit(X, Y, callbacks=[backup], **FIT_ARGS).history
     restored = backup.restored
     assert (restored["epoch"], restored["batch"]) == resumed_at
@@ -550,13 +550,8 @@ def test_seeded_stream_from_our_loader_resumes_exactly(tmp_path):
 
     expected, expected_history = run([])
     with pytest.raises(Interrupted):
-        run(
-            [
-                backup_and_restore.BackupAndRestore(tmp_path, save_freq=4),
-                Interrupt(9),
-            ]
-        )
-    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=4)
+        run([BackupAndRestore(tmp_path, save_freq=4), Interrupt(9)])
+    backup = BackupAndRestore(tmp_path, save_freq=4)
     model, history = run([backup])
     assert (backup.restored["epoch"], backup.restored["batch"]) == (1, 2)
     assert_states_equal(state_of(expected), state_of(model))
@@ -565,7 +560,7 @@ def test_seeded_stream_from_our_loader_resumes_exactly(tmp_path):
 
 def test_backup_of_another_model_is_refused(tmp_path):
     model = _resumable_model()
-    backup = backup_and_restore.BackupAndRestore(tmp_path, save_freq=1)
+    backup = BackupAndRestore(tmp_path, save_freq=1)
     with pytest.raises(Interrupted):
         model.fit(X, Y, callbacks=[backup, Interrupt(1)], **FIT_ARGS)
     other = compiled(dense_net(num_actions=3))
@@ -577,7 +572,7 @@ def test_atomic_write_keeps_the_old_backup_when_interrupted(
     tmp_path, monkeypatch
 ):
     path = tmp_path / "backup.npz"
-    backup_and_restore.write_atomically(path, {"a": np.arange(3)})
+    write_atomically(path, {"a": np.arange(3)})
 
     class Killed(BaseException):
         pass
@@ -588,7 +583,7 @@ def test_atomic_write_keeps_the_old_backup_when_interrupted(
 
     monkeypatch.setattr(np, "savez", dies_half_way)
     with pytest.raises(Killed):
-        backup_and_restore.write_atomically(path, {"a": np.arange(5)})
+        write_atomically(path, {"a": np.arange(5)})
     monkeypatch.undo()
     with np.load(path) as data:
         np.testing.assert_array_equal(data["a"], np.arange(3))
@@ -597,24 +592,22 @@ def test_atomic_write_keeps_the_old_backup_when_interrupted(
 
 def test_damaged_backup_gives_a_clear_error(tmp_path):
     path = tmp_path / "backup.npz"
-    backup_and_restore.write_atomically(
+    write_atomically(
         path, {"manifest": np.array("{}"), "model_0": np.zeros(1000)}
     )
     with pytest.raises(ValueError, match="not a keras_brainprop"):
-        backup_and_restore.read_backup(path)
+        read_backup(path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # One flipped byte inside the arrays.
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="cannot be read.*damaged"):
-        backup_and_restore.read_backup(path)
+        read_backup(path)
 
 
 def test_backup_arguments_are_checked():
     for save_freq in (0, -2, 1.5, True, "batch"):
         with pytest.raises(ValueError, match="Received: save_freq"):
-            backup_and_restore.BackupAndRestore(
-                "/tmp/unused", save_freq=save_freq
-            )
+            BackupAndRestore("/tmp/unused", save_freq=save_freq)
 
 
 # Reproducibility: op determinism is process-global and cannot be turned

@@ -108,10 +108,6 @@ def _all_finite(arrays):
     )
 
 
-def _describe(variables):
-    return [tuple(v.shape) for v in variables]
-
-
 class BackupAndRestore(keras.callbacks.Callback):
     """Backs up the training state and resumes an interrupted fit() exactly.
 
@@ -379,11 +375,12 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def _assign(self, name, variables, values):
         shapes = [tuple(np.shape(value)) for value in values]
-        if shapes != _describe(variables):
+        expected = [tuple(variable.shape) for variable in variables]
+        if shapes != expected:
             raise ValueError(
                 f"The backup in {self.backup_dir} was made by a different "
                 f"model, optimizer or metrics: its {name} variables have "
-                f"shapes {shapes}, this model's have {_describe(variables)}. "
+                f"shapes {shapes}, this model's have {expected}. "
                 "Use a new backup_dir for a new run."
             )
         for variable, value in zip(variables, values):
