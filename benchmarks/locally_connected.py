@@ -24,12 +24,19 @@ Two tables (`--tables`, both by default):
   `tf.function`, no optimizer).
 
 Time: within a table, all variants are built in this process and timed in
-interleaved rounds, so a busy machine slows them alike. Each variant first
-runs its steps once untimed (tracing, warm-up); then every round runs
-`--steps` steps per variant (`--slow_steps` for Keras 2's implementations
-2 and 3, which take up to seconds per step). Each table gives, per step,
-the median over `--repeats` rounds and the best round (the one least
-disturbed by other processes), and the ratios to ours.
+interleaved rounds. Each variant first runs once untimed (tracing; the
+"first call" column) and `--warmup_steps` more untimed steps. Then every
+round runs `--steps` steps of each variant (`--slow_steps` for Keras 2's
+implementations 2 and 3, which take up to seconds per step), in the order
+of `--variants` and again in reverse, so that a change in machine load
+during a round weighs on every variant alike. A variant's time / ours is
+taken within each round, and the table gives the median over `--repeats`
+rounds with the interquartile range (IQR, 25th to 75th percentile) as the
+spread. TensorFlow runs with `--intra_op_threads` and `--inter_op_threads`
+threads (1 and 1 by default, stated in each table's title, with the load
+average): with TensorFlow's own choice (0: one thread per core) the ratios
+also depend on how much of the other cores other processes leave free, and
+spread two to three times wider on a busy machine.
 
 Memory ("network" table only): each variant also runs alone in a fresh
 subprocess that builds it and trains `--memory_steps` steps. "peak RSS" is
@@ -38,16 +45,19 @@ included); "training peak" is how far the maximum rose above the resident
 size measured just before training (activations, gradients, Keras 2's
 dense or sparse kernels, traced graphs).
 
-Run from the repository root (about 8 minutes on 2 busy cores):
+Run from the repository root (about 20 minutes on 2 cores shared with
+other work, most of it Keras 2's implementations 2 and 3):
 
     python benchmarks/locally_connected.py
 
-Add `--tables=layers` for the layers alone (about 2 minutes with
-`--repeats=5`), `--jit_compile` to compile the Keras 3 variants with XLA,
+Add `--tables=layers` for the layers alone (about 3 minutes with
+`--variants=keras_brainprop,tf_keras_1,conv2d`, a minute of it tracing
+implementation 1), `--jit_compile` to compile the Keras 3 variants with XLA,
 or `--nomemory` to skip the memory subprocesses.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -75,11 +85,34 @@ _NAMES = {
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 32, "Samples per training step.")
-flags.DEFINE_integer("steps", 10, "Training steps per timed round.")
 flags.DEFINE_integer(
-    "slow_steps", 3, "Steps per timed round for tf_keras impl 2 and 3."
+    "steps",
+    2,
+    "Steps per variant in each half of a timed round.",
+    lower_bound=1,
 )
-flags.DEFINE_integer("repeats", 9, "Timed rounds.")
+flags.DEFINE_integer(
+    "slow_steps", 1, "`--steps` for tf_keras impl 2 and 3.", lower_bound=1
+)
+flags.DEFINE_integer("repeats", 15, "Timed rounds.", lower_bound=1)
+flags.DEFINE_integer(
+    "warmup_steps",
+    3,
+    "Untimed steps per variant after its first call.",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "intra_op_threads",
+    1,
+    "TensorFlow's threads within an op; 0: its default, one per core.",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "inter_op_threads",
+    1,
+    "TensorFlow's threads running independent ops; 0: its default.",
+    lower_bound=0,
+)
 flags.DEFINE_integer(
     "memory_steps", 3, "Training steps of each memory subprocess."
 )
@@ -287,32 +320,39 @@ def _train(step, batches, steps):
 
 
 def _time_variants(variants, make_step):
-    """Median and best ms per step of each variant, in interleaved rounds.
+    """Per-round ms per step and first-call seconds of each variant.
 
     `make_step(variant)` builds the variant and returns its compiled step.
+    Each round times every variant in the order of `variants`, then in
+    reverse. The result maps each variant to its times, and "load" to the
+    1-minute load average at the start and at the end of the rounds.
     """
-    import numpy as np
-
     batches = _training_batches(max(FLAGS.steps, FLAGS.slow_steps))
-    steps = {}
+    steps, first_call = {}, {}
     for variant in variants:
         print(f"building and warming up {variant} ...", flush=True)
         steps[variant] = make_step(variant)
-        _train(steps[variant], batches, _steps(variant))
-    seconds = {variant: [] for variant in variants}
+        first_call[variant] = _train(steps[variant], batches, 1)
+        for _ in range(FLAGS.warmup_steps):
+            _train(steps[variant], batches, 1)
+    load_at_start = os.getloadavg()[0]
+    milliseconds = {variant: [] for variant in variants}
     for round_index in range(FLAGS.repeats):
         print(f"timed round {round_index + 1}/{FLAGS.repeats}", flush=True)
+        seconds = dict.fromkeys(variants, 0.0)
+        for variant in [*variants, *reversed(variants)]:
+            seconds[variant] += _train(steps[variant], batches, _steps(variant))
         for variant in variants:
-            seconds[variant].append(
-                _train(steps[variant], batches, _steps(variant))
-            )
-    return {
+            milliseconds[variant].append(1000 * seconds[variant] / 2)
+    timings = {
         variant: {
-            "median": 1000 * float(np.median(seconds[variant])),
-            "best": 1000 * float(np.min(seconds[variant])),
+            "ms": milliseconds[variant],
+            "first_call_s": first_call[variant],
         }
         for variant in variants
     }
+    timings["load"] = (load_at_start, os.getloadavg()[0])
+    return timings
 
 
 def _measure_memory(variant):
@@ -337,6 +377,8 @@ def _memory_in_subprocess(variant):
         f"--batch_size={FLAGS.batch_size}",
         f"--memory_steps={FLAGS.memory_steps}",
         f"--jit_compile={FLAGS.jit_compile}",
+        f"--intra_op_threads={FLAGS.intra_op_threads}",
+        f"--inter_op_threads={FLAGS.inter_op_threads}",
     ]
     completed = subprocess.run(
         command, capture_output=True, text=True, check=False
@@ -347,26 +389,43 @@ def _memory_in_subprocess(variant):
     raise RuntimeError(f"Variant {variant} failed:\n{completed.stderr[-3000:]}")
 
 
+def _median_and_iqr(values, digits=1, unit=""):
+    """'median (25th-75th percentile)' of `values`."""
+    import numpy as np
+
+    low, median, high = np.percentile(values, [25, 50, 75])
+    return (
+        f"{median:.{digits}f}{unit} "
+        f"({low:.{digits}f}\u2013{high:.{digits}f}{unit})"
+    )
+
+
 def _print_table(title, variants, timings, memory=None):
     """A markdown table of `timings`; memory columns if `memory` is given."""
-    ours = timings["keras_brainprop"]
+    import numpy as np
+
+    ours = np.array(timings["keras_brainprop"]["ms"])
+    # Ratios within each round, where every variant saw the same load.
+    ratios = {v: np.array(timings[v]["ms"]) / ours for v in variants}
     print(
-        f"\n{title}, batch {FLAGS.batch_size}, CPU, "
-        f"{FLAGS.repeats} interleaved rounds, jit_compile="
-        f"{FLAGS.jit_compile} (Keras 3 variants)\n"
+        f"\n{title}, batch {FLAGS.batch_size}, CPU, intra_op_threads="
+        f"{FLAGS.intra_op_threads}, inter_op_threads="
+        f"{FLAGS.inter_op_threads} (0: TensorFlow's default), "
+        f"jit_compile={FLAGS.jit_compile} (Keras 3 variants); median "
+        f"(IQR) over {FLAGS.repeats} interleaved rounds; load average "
+        f"{timings['load'][0]:.1f} at the start, {timings['load'][1]:.1f} "
+        f"at the end ({os.cpu_count()} cores)\n"
     )
     memory_header = " peak RSS (MiB) | training peak (MiB) |"
     print(
-        "| locally connected layer | steps/round | ms/step (median) | "
-        "time / ours (median) | ms/step (best) | time / ours (best) |"
-        + (memory_header if memory is not None else "")
+        "| locally connected layer | steps/round | ms/step | time / ours | "
+        "first call (s) |" + (memory_header if memory is not None else "")
     )
     print(
-        "| --- | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: |"
         + (" ---: | ---: |" if memory is not None else "")
     )
     for variant in variants:
-        timing = timings[variant]
         memory_cells = ""
         if memory is not None:
             peak, training_peak = "-", "-"
@@ -375,30 +434,33 @@ def _print_table(title, variants, timings, memory=None):
                 training_peak = f"{memory[variant]['training_peak_mib']:.0f}"
             memory_cells = f" {peak} | {training_peak} |"
         print(
-            f"| {_NAMES[variant]} | {_steps(variant)} | "
-            f"{timing['median']:.1f} | "
-            f"{timing['median'] / ours['median']:.2f} | "
-            f"{timing['best']:.1f} | {timing['best'] / ours['best']:.2f} |"
-            + memory_cells
+            f"| {_NAMES[variant]} | {2 * _steps(variant)} | "
+            f"{_median_and_iqr(timings[variant]['ms'])} | "
+            f"{_median_and_iqr(ratios[variant], 2)} | "
+            f"{timings[variant]['first_call_s']:.1f} |" + memory_cells
         )
     keras2 = [v for v in variants if v.startswith("tf_keras")]
     if keras2:
-        fastest = min(keras2, key=lambda v: timings[v]["median"])
+        fastest = min(keras2, key=lambda v: np.median(ratios[v]))
         print(
-            f"\nMedian: ours is "
-            f"{timings[fastest]['median'] / ours['median']:.1f}x faster than "
-            f"the fastest Keras 2 variant ({_NAMES[fastest]}); target >= 5x."
+            f"\nOurs is {_median_and_iqr(ratios[fastest], unit='x')} faster "
+            f"than the fastest Keras 2 variant ({_NAMES[fastest]}); target "
+            ">= 5x."
         )
     if "conv2d" in variants:
         print(
-            f"Median: ours takes "
-            f"{ours['median'] / timings['conv2d']['median']:.2f}x the time "
-            "of the Conv2D variant; target <= 2x."
+            f"Ours takes {_median_and_iqr(1 / ratios['conv2d'], 2, 'x')} the "
+            "time of the Conv2D variant; target <= 2x."
         )
 
 
 def main(argv):
     del argv  # Unused.
+    import tensorflow as tf
+
+    # Before any TensorFlow op, which would fix the thread pools.
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
     if FLAGS.memory_variant:
         result = _measure_memory(FLAGS.memory_variant)
         print("RESULT " + json.dumps(result))
@@ -427,7 +489,7 @@ def main(argv):
         timings["layers"] = _time_variants(
             variants, lambda v: _gradient_step(v, _build_local_layers(v))
         )
-    memory = {}
+    memory = {} if FLAGS.memory else None
     if "network" in FLAGS.tables and FLAGS.memory:
         for variant in variants:
             print(f"measuring memory of {variant} ...", flush=True)
