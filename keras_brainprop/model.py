@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_brainprop import _checks
 from keras_brainprop import _keras_fixes
+from keras_brainprop import feedback as feedback_lib
 from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
 from keras_brainprop.callbacks._no_data_check import NoDataCheck
@@ -45,6 +46,13 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
             `CorrectChoice()`.
         seed: int seed of the exploration; None draws one from Keras' global
             seed, so `keras.utils.set_random_seed()` controls it.
+        feedback: the feedback rule, a `keras_brainprop.feedback` rule or
+            its name ("symmetric", "feedback_alignment", "sign_symmetry",
+            "kolen_pollack"); the network is converted with
+            `feedback.apply()` and the converted one becomes
+            `model.network` (it shares the layers and weights of `network`).
+            None uses the network as it is: backprop's symmetric feedback,
+            or the rule of a network that `feedback.apply()` converted.
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Example:
@@ -64,7 +72,15 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         brain can implement reward-based error backpropagation", NeurIPS 2020.
     """
 
-    def __init__(self, network, policy=None, reward=None, seed=None, **kwargs):
+    def __init__(
+        self,
+        network,
+        policy=None,
+        reward=None,
+        seed=None,
+        feedback=None,
+        **kwargs,
+    ):
         if keras.backend.backend() != "tensorflow":
             raise ValueError(
                 "BrainPropModel runs on the TensorFlow backend only. Set "
@@ -72,9 +88,12 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
                 f"{keras.backend.backend()!r}"
             )
         _checks.check_network(network)
+        if feedback is not None:
+            network = feedback_lib.apply(network, feedback)
         kwargs.setdefault("name", f"brainprop_{network.name}")
         super().__init__(**kwargs)
         self.network = network
+        self.feedback = feedback_lib.rule_of(network)
         self.policy = policies.get(policy)
         self.reward = rewards_lib.get(reward)
         self.seed = seed
@@ -261,26 +280,31 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
             "policy": keras.saving.serialize_keras_object(self.policy),
             "reward": keras.saving.serialize_keras_object(self.reward),
             "seed": self.seed,
+            "feedback": keras.saving.serialize_keras_object(self.feedback),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        for key in ("network", "policy", "reward"):
+        for key in ("network", "policy", "reward", "feedback"):
             config[key] = keras.saving.deserialize_keras_object(
-                config[key], custom_objects=custom_objects
+                config.get(key), custom_objects=custom_objects
             )
         return cls(**config)
 
 
-def wrap(model, policy=None, reward=None, seed=None):
+def wrap(model, policy=None, reward=None, seed=None, feedback=None):
     """Returns a BrainPropModel that trains `model` from reward.
 
     The returned model shares `model`'s layers and weights, so training it
     trains `model`: a Sequential, functional or subclassed classifier whose
     single output `[batch, actions]` holds one linear unit per action. A
-    BrainPropModel is re-wrapped around its network. `policy`, `reward` and
-    `seed` are as for `BrainPropModel`.
+    BrainPropModel is re-wrapped around its network. `policy`, `reward`,
+    `seed` and `feedback` are as for `BrainPropModel`: with a feedback rule
+    such as `feedback="kolen_pollack"`, the error reaches the lower layers
+    through feedback weights instead of the forward ones, and
+    `model.network` is the converted network (`feedback.to_plain()` gives
+    the plain one back).
 
     Example:
 
@@ -291,4 +315,6 @@ def wrap(model, policy=None, reward=None, seed=None):
     """
     if isinstance(model, BrainPropModel):
         model = model.network
-    return BrainPropModel(model, policy=policy, reward=reward, seed=seed)
+    return BrainPropModel(
+        model, policy=policy, reward=reward, seed=seed, feedback=feedback
+    )

@@ -66,7 +66,7 @@ def angle_degrees(a, b):
 
 def brainprop_model(network, rule, **compile_kwargs):
     """A greedy BrainPropModel training `network` under a feedback rule."""
-    model = kbp.wrap(feedback.apply(network, rule), policy="greedy", seed=0)
+    model = kbp.wrap(network, policy="greedy", seed=0, feedback=rule)
     compile_kwargs.setdefault("optimizer", keras.optimizers.SGD(LEARNING_RATE))
     model.compile(**compile_kwargs)
     return model
@@ -116,21 +116,6 @@ def numpy_brainprop_step(kernels, biases, feedbacks, x, y, decay=0.0):
     return new_kernels, new_biases, new_feedbacks
 
 
-def tf_brainprop_step(network, x, y):
-    """One greedy step on 0.5 * mean((r - Q_a)^2) + the network's losses."""
-    optimizer = keras.optimizers.SGD(LEARNING_RATE)
-    with tf.GradientTape() as tape:
-        q_values = network(x, training=True)
-        actions = tf.argmax(q_values, axis=-1, output_type="int32")
-        rewards = tf.cast(tf.equal(actions, y), "float32")
-        chosen = tf.gather(q_values, actions, batch_dims=1)
-        loss = tf.reduce_mean(0.5 * tf.square(rewards - chosen))
-        if network.losses:
-            loss += tf.add_n(network.losses)
-    gradients = tape.gradient(loss, network.trainable_variables)
-    optimizer.apply(gradients, network.trainable_variables)
-
-
 @pytest.mark.parametrize("rule_name", RULES)
 def test_one_step_equals_the_papers_equations(rule_name):
     rule = feedback.get(rule_name)
@@ -138,7 +123,9 @@ def test_one_step_equals_the_papers_equations(rule_name):
         rule = feedback.KolenPollack(decay=0.3, seed=5)
     network = dense_net()
     x, y = random_batch((6,), 4)
-    converted = feedback.apply(network, rule)
+    model = kbp.wrap(network, policy="greedy", feedback=rule)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    converted = model.network
     kernels = [layer.kernel.numpy() for layer in network.layers]
     biases = [layer.bias.numpy() for layer in network.layers]
     if rule_name == "symmetric":
@@ -155,7 +142,7 @@ def test_one_step_equals_the_papers_equations(rule_name):
     expected = numpy_brainprop_step(
         kernels, biases, feedbacks, x, y, decay=getattr(rule, "decay", 0.0)
     )
-    tf_brainprop_step(converted, x, y)
+    model.train_on_batch(x, y)
     for index, layer in enumerate(network.layers):
         np.testing.assert_allclose(
             layer.kernel.numpy(), expected[0][index], atol=1e-6
@@ -426,7 +413,7 @@ def test_kolen_pollack_feedback_aligns_with_the_kernels_on_digits():
     )
     # A large decay (W - B shrinks by 2.5 % per step) keeps the test short.
     rule = feedback.KolenPollack(decay=0.05, seed=1)
-    model = kbp.wrap(feedback.apply(network, rule), seed=1)
+    model = kbp.wrap(network, seed=1, feedback=rule)
     model.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"])
     layers = feedback.feedback_layers(model.network)
     angles_before = [
@@ -570,6 +557,30 @@ def test_feedback_weights_have_the_kernel_initializers_scale():
     assert explicit.layers[1].feedback_kernel.numpy().min() >= 0.0
 
 
+def test_wrap_with_a_feedback_rule():
+    network = dense_net()
+    model = kbp.wrap(network, feedback="kolen_pollack")
+    assert isinstance(model.feedback, feedback.KolenPollack)
+    assert len(feedback.feedback_layers(model.network)) == 3
+    assert model.network.layers[0].kernel is network.layers[0].kernel
+    config = model.get_config()
+    assert config["feedback"]["class_name"] == "KolenPollack"
+    # Re-wrapping keeps the network and its feedback weights, unless
+    # another rule is asked for.
+    assert kbp.wrap(model).network is model.network
+    assert kbp.wrap(model, feedback="kolen_pollack").network is model.network
+    plain = kbp.wrap(model, feedback="symmetric")
+    assert not feedback.feedback_layers(plain.network)
+    assert isinstance(plain.feedback, feedback.Symmetric)
+    assert isinstance(kbp.wrap(network).feedback, feedback.Symmetric)
+    assert kbp.wrap(network).network is network
+    converted = feedback.apply(network, feedback.SignSymmetry())
+    assert isinstance(kbp.wrap(converted).feedback, feedback.SignSymmetry)
+    # apply() is idempotent for an equal rule.
+    assert feedback.apply(converted, "sign_symmetry") is converted
+    assert isinstance(feedback.rule_of(converted), feedback.SignSymmetry)
+
+
 # Errors ----------------------------------------------------------------------
 
 
@@ -594,6 +605,9 @@ def test_subclassed_network_is_rejected():
     assert feedback.apply(network, "symmetric") is network
     with pytest.raises(ValueError, match="subclassed model.*functional"):
         feedback.apply(network, "feedback_alignment")
+    with pytest.raises(ValueError, match="subclassed model"):
+        kbp.wrap(network, feedback="sign_symmetry")
+    assert kbp.wrap(network, feedback="symmetric").network is network
     # Also when it sits inside a functional network.
     inputs = keras.Input((3,))
     outer = keras.Model(inputs, keras.layers.Dense(2)(Subclassed()(inputs)))
@@ -709,15 +723,17 @@ def test_mixed_precision_keeps_the_kolen_pollack_contraction_exact():
 def test_save_load_round_trip_continues_exactly(tmp_path):
     x, y = random_batch((6, 6, 2), 3, batch_size=32)
     model = kbp.wrap(
-        feedback.apply(conv_net(), feedback.KolenPollack(decay=0.1)),
+        conv_net(),
         policy=kbp.policies.EpsilonBoltzmann(epsilon=0.3),
         seed=7,
+        feedback=feedback.KolenPollack(decay=0.1),
     )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     model.fit(x, y, batch_size=8, verbose=0)
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)
+    assert reloaded.feedback.get_config() == model.feedback.get_config()
     layers = feedback.feedback_layers(model.network)
     reloaded_layers = feedback.feedback_layers(reloaded.network)
     assert len(reloaded_layers) == len(layers) == 3
@@ -759,7 +775,8 @@ def test_converted_network_alone_saves_and_loads(rule_name, tmp_path):
     for ours, theirs in zip(
         feedback.feedback_layers(network), feedback.feedback_layers(reloaded)
     ):
-        assert theirs.get_config() == ours.get_config()
+        for key in ("name", "rule", "feedback_initializer"):
+            assert theirs.get_config()[key] == ours.get_config()[key]
         np.testing.assert_array_equal(
             to_numpy(theirs.feedback_kernel), to_numpy(ours.feedback_kernel)
         )

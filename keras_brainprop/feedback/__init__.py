@@ -9,6 +9,7 @@ names to them.
 
 from keras_brainprop.feedback.conversion import apply
 from keras_brainprop.feedback.conversion import feedback_layers
+from keras_brainprop.feedback.conversion import rule_of
 from keras_brainprop.feedback.conversion import to_plain
 from keras_brainprop.feedback.feedback_layer import FeedbackLayer
 from keras_brainprop.feedback.rules import NAMES
@@ -30,5 +31,6 @@ __all__ = [
     "apply",
     "feedback_layers",
     "get",
+    "rule_of",
     "to_plain",
 ]

@@ -56,6 +56,29 @@ def feedback_layers(network):
     ]
 
 
+def rule_of(network):
+    """Returns the feedback rule a network trains under.
+
+    Args:
+        network: a `keras.Model`.
+
+    Returns:
+        The rule of the network's `FeedbackLayer`s (the first one's), or
+        `Symmetric()` for a network without feedback weights.
+
+    Example:
+
+    >>> feedback.rule_of(feedback.apply(net, "sign_symmetry"))
+    SignSymmetry()
+    """
+    layers = feedback_layers(network)
+    return layers[0].rule if layers else rules_lib.Symmetric()
+
+
+def _same_rule(rule, other):
+    return type(rule) is type(other) and rule.get_config() == other.get_config()
+
+
 def _is_graph_network(model):
     # Sequential and functional models know their layer graph; a subclassed
     # model's graph exists only in its call().
@@ -140,7 +163,8 @@ def apply(network, rule=None):
     `network`'s weights too, and `network` itself stays a plain Keras
     model. The result (e.g. after `keras.models.load_model`, when nothing is
     shared any more) gives the plain network back with `to_plain()`.
-    Applying a rule to a network that already has feedback weights starts
+    A network that already trains under an equal rule (same class and
+    config) is returned as it is; under another rule, conversion starts
     from its plain network (new feedback weights). Call `apply()` where the
     network's variables should live, e.g. inside a `tf.distribute` strategy
     scope.
@@ -171,6 +195,9 @@ def apply(network, rule=None):
         raise ValueError(
             f"feedback.apply() takes a keras.Model. Received: {network!r}"
         )
+    layers = feedback_layers(network)
+    if layers and all(_same_rule(rule, layer.rule) for layer in layers):
+        return network
     network = to_plain(network)
     if isinstance(rule, rules_lib.Symmetric):
         return network

@@ -183,6 +183,11 @@ class FeedbackLayer(keras.layers.Wrapper):
         return self.layer.kernel
 
     @property
+    def activation(self):
+        """The wrapped layer's activation."""
+        return self.layer.activation
+
+    @property
     def feedback_kernel(self):
         """The feedback weights the error goes down through at this step.
 
