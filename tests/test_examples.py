@@ -211,63 +211,38 @@ def tiny_imagenet_dir(tmp_path_factory):
 
 
 # The benchmark scripts: one per dataset of the paper (and Fashion-MNIST).
+# Together the runs cover every architecture and both algorithms.
 
 
 @pytest.mark.parametrize(
-    "architecture, algorithm",
-    [("dense", "backprop"), ("conv", "brainprop"), ("loccon", "brainprop")],
+    "script, data_dir, architecture, algorithm",
+    [
+        ("mnist.py", "mnist_dir", "dense", "backprop"),
+        ("mnist.py", "mnist_dir", "conv", "brainprop"),
+        ("mnist.py", "mnist_dir", "loccon", "brainprop"),
+        ("cifar10.py", "cifar10_dir", "deep", "backprop"),
+        ("cifar10.py", "cifar10_dir", "conv", "brainprop"),
+        ("cifar100.py", "cifar100_dir", "loccon", "backprop"),
+        ("tiny_imagenet.py", "tiny_imagenet_dir", "deep", "brainprop"),
+    ],
 )
-def test_mnist(mnist_dir, empty_home, architecture, algorithm):
+def test_dataset_script(
+    request, empty_home, tmp_path, script, data_dir, architecture, algorithm
+):
     stdout = run_example(
-        "mnist.py",
+        script,
         f"--architecture={architecture}",
         f"--algorithm={algorithm}",
         "--epochs=1",
-        f"--data_dir={mnist_dir}",
-        home=empty_home,
-    ).stdout
-    printed_accuracy(stdout)
-
-
-@pytest.mark.parametrize(
-    "architecture, algorithm",
-    [("deep", "brainprop"), ("conv", "backprop")],
-)
-def test_cifar10(cifar10_dir, empty_home, architecture, algorithm):
-    stdout = run_example(
-        "cifar10.py",
-        f"--architecture={architecture}",
-        f"--algorithm={algorithm}",
-        "--epochs=1",
-        f"--data_dir={cifar10_dir}",
-        home=empty_home,
-    ).stdout
-    printed_accuracy(stdout)
-
-
-def test_cifar100(cifar100_dir, empty_home):
-    stdout = run_example(
-        "cifar100.py",
-        "--architecture=loccon",
-        "--algorithm=backprop",
-        "--epochs=1",
-        f"--data_dir={cifar100_dir}",
-        home=empty_home,
-    ).stdout
-    printed_accuracy(stdout)
-
-
-def test_tiny_imagenet(tiny_imagenet_dir, empty_home, tmp_path):
-    stdout = run_example(
-        "tiny_imagenet.py",
-        "--algorithm=brainprop",
-        "--epochs=1",
-        f"--data_dir={tiny_imagenet_dir}",
+        f"--data_dir={request.getfixturevalue(data_dir)}",
         f"--logdir={tmp_path}",
         home=empty_home,
     ).stdout
     printed_accuracy(stdout)
-    assert (tmp_path / "brainprop").is_dir()
+    # The algorithm's callbacks: TensorBoard, and BrainProp's monitor.
+    assert list((tmp_path / "train").glob("events.out.tfevents.*"))
+    monitor_logs = list((tmp_path / "brainprop").glob("events.out.tfevents.*"))
+    assert bool(monitor_logs) == (algorithm == "brainprop")
 
 
 def test_fashion_mnist(fashion_mnist_dir, empty_home):
