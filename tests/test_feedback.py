@@ -505,6 +505,22 @@ def test_converted_network_shares_the_original_weights():
     assert feedback.apply(converted, "symmetric").layers[0] is network.layers[0]
 
 
+def test_layers_with_per_unit_weights_pass_the_feedback_on():
+    normalization = keras.layers.Normalization(mean=0.5, variance=4.0)
+    inputs = keras.Input((4,), dtype="int32")
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(10, 3)(inputs))
+    hidden = keras.layers.Dense(5)(normalization(embedded))
+    hidden = keras.layers.LayerNormalization()(keras.layers.PReLU()(hidden))
+    network = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    converted = feedback.apply(network, "sign_symmetry")
+    wrapped = [
+        type(layer.layer) for layer in feedback.feedback_layers(converted)
+    ]
+    assert wrapped == [keras.layers.Dense, keras.layers.Dense]
+    x = np.random.default_rng(0).integers(0, 10, (3, 4))
+    np.testing.assert_allclose(converted(x), network(x), atol=1e-6)
+
+
 def test_feedback_alignment_seeds():
     def feedback_kernels(rule):
         converted = feedback.apply(dense_net(), rule)
@@ -671,15 +687,40 @@ def test_other_errors():
 # Compilation, precision, saving, nesting, distribution -----------------------
 
 
-@pytest.mark.parametrize("rule_name", ["sign_symmetry", "kolen_pollack"])
-def test_jit_compiled_steps_equal_graph_steps(rule_name):
+def test_compiled_step_has_backprops_convolutions_and_products():
+    # The backward pass computes each input error and kernel gradient once;
+    # the forward calls inside it are dropped by the compiler.
+    x, _ = random_batch((6, 6, 2), 3, batch_size=4)
+
+    def operation_counts(rule):
+        network = feedback.apply(conv_net(dropout=0.0), rule)
+
+        @tf.function(jit_compile=True)
+        def gradients(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(network(x, training=True) ** 2)
+                if network.losses:
+                    loss += tf.add_n(network.losses)
+            return tape.gradient(loss, network.trainable_variables)
+
+        hlo = gradients.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+        return hlo.count(" convolution("), hlo.count(" dot(")
+
+    symmetric = operation_counts("symmetric")
+    assert symmetric[0] > 0 and symmetric[1] > 0
+    # Kolen-Pollack: its feedback weights' gradient is the kernel's.
+    assert operation_counts(feedback.KolenPollack(seed=1)) == symmetric
+
+
+def test_jit_compiled_steps_equal_graph_steps():
     x, y = random_batch((6, 6, 2), 3, batch_size=16)
     weights = []
     for jit_compile in (False, True):
         keras.utils.set_random_seed(3)
         # No dropout: XLA draws other random numbers than TensorFlow.
         network = conv_net(dropout=0.0)
-        model = brainprop_model(network, rule_name, jit_compile=jit_compile)
+        rule = feedback.KolenPollack(decay=0.1, seed=1)
+        model = brainprop_model(network, rule, jit_compile=jit_compile)
         model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
         weights.append(model.get_weights())
     for graph, jit in zip(*weights):
@@ -859,3 +900,42 @@ def test_mirrored_training_equals_single_device_training(tmp_path):
         )
         assert result["max_difference"] < 1e-5, result
         assert result["smallest_change"] > 1e-4, result
+
+
+def test_interrupted_kolen_pollack_training_resumes_exactly(tmp_path):
+    x, y = random_batch((6,), 4, batch_size=32)
+
+    def fit(callbacks):
+        keras.utils.set_random_seed(4)  # A restarted process.
+        model = kbp.wrap(
+            dense_net(), seed=2, feedback=feedback.KolenPollack(0.1, seed=1)
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+        model.fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        return model
+
+    class Interrupted(Exception):
+        pass
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1 and self.model.optimizer.iterations == 6:
+                raise Interrupted
+
+    expected = fit([]).get_weights()
+    backup = kbp.callbacks.BackupAndRestore(tmp_path, save_freq=2)
+    with pytest.raises(Interrupted):
+        fit([backup, Interrupt()])
+    resumed = fit([kbp.callbacks.BackupAndRestore(tmp_path, save_freq=2)])
+    assert int(resumed.optimizer.iterations) == 8
+    assert len(expected) == len(resumed.get_weights())
+    for ours, theirs in zip(expected, resumed.get_weights()):
+        np.testing.assert_allclose(theirs, ours, atol=1e-6)

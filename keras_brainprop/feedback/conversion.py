@@ -10,8 +10,9 @@ from keras_brainprop.feedback.feedback_layer import CONVERTIBLE
 from keras_brainprop.feedback.feedback_layer import FeedbackLayer
 
 # Weighted layers that pass the feedback on as backprop does: the weights
-# of a normalization layer are one gain and one offset per unit (local to
-# the unit, nothing to transport), and an Embedding has no layer below it.
+# of normalization layers and PReLU are a gain, an offset or a slope per
+# unit (local to the unit: nothing to transport), and an Embedding reads
+# integer indices, so no error goes below it.
 _PASS_THROUGH = tuple(
     cls
     for cls in (
@@ -19,6 +20,8 @@ _PASS_THROUGH = tuple(
         keras.layers.LayerNormalization,
         keras.layers.GroupNormalization,
         getattr(keras.layers, "RMSNormalization", None),
+        keras.layers.Normalization,
+        keras.layers.PReLU,
         keras.layers.Embedding,
     )
     if cls is not None
@@ -108,7 +111,7 @@ def _layer_error(layer, rule):
         f"({type(layer).__name__}). Feedback weights exist for the classes "
         "Dense, Conv1D, Conv2D, Conv3D and keras_brainprop."
         "LocallyConnected2D (not their subclasses); layers without weights, "
-        "normalization layers and Embedding pass the feedback on as "
+        "normalization layers, PReLU and Embedding pass the feedback on as "
         "backprop does. Replace the layer or use feedback='symmetric'. "
         f"Received: layer '{layer.name}' of class {type(layer).__name__}"
     )
@@ -153,8 +156,10 @@ def apply(network, rule=None):
     then reaches the layer's input through the feedback weights, while the
     kernel's update stays presynaptic activity times the gated error at
     its output. Layers without weights (activations, pooling, dropout,
-    flatten, reshape, add, ...), normalization layers and `Embedding` pass
-    the feedback on as backprop does. Any other weighted layer (e.g.
+    flatten, reshape, add, ...), normalization layers (`BatchNormalization`,
+    `LayerNormalization`, ...), `PReLU` and `Embedding` pass the feedback on
+    as backprop does: their weights are per unit, or there is no layer
+    below them. Any other weighted layer (e.g.
     `DepthwiseConv2D`, `Conv2DTranspose`, `LSTM`, `MultiHeadAttention`)
     raises a `ValueError` naming it.
 

@@ -111,8 +111,10 @@ class FeedbackLayer(keras.layers.Wrapper):
     the feedback weights `feedback_kernel` (same shape as `kernel`) instead
     of `kernel`, while the kernel's and the bias's gradients are those of
     backprop. The `rule` decides what the feedback weights are and whether
-    they learn. `keras_brainprop.feedback.apply()` wraps every convertible
-    layer of a network; there is little reason to build one by hand.
+    they learn; `feedback_weights` is the stored variable (None when the
+    rule computes them, as `SignSymmetry` does). `feedback.apply()` wraps
+    every convertible layer of a network; there is little reason to build
+    one by hand.
 
     The layer does not autocast its variables: under mixed precision it
     casts kernel, feedback weights and inputs to its compute dtype itself,
@@ -124,8 +126,8 @@ class FeedbackLayer(keras.layers.Wrapper):
         rule: a `keras_brainprop.feedback` rule other than `Symmetric`, or
             its name.
         feedback_initializer: initializer of stored feedback weights, for
-            rules that store them; `apply()` passes each layer one with its
-            own seed.
+            rules that store them (None: Keras' default, glorot_uniform);
+            `apply()` passes each layer one with its own seed.
         **kwargs: base layer arguments; `name` defaults to the wrapped
             layer's name and `dtype` to its dtype policy.
 
