@@ -25,6 +25,9 @@ flags.DEFINE_enum("architecture", "deep", ARCHITECTURES, "The network.")
 flags.DEFINE_enum(
     "algorithm", "brainprop", kbp.algorithms.NAMES, "From reward or labels."
 )
+flags.DEFINE_enum(
+    "feedback", "symmetric", kbp.feedback.NAMES, "Feedback rule of the error."
+)
 flags.DEFINE_integer("epochs", 500, "At most; early stopping ends sooner.")
 flags.DEFINE_string("data_dir", None, "The folder holding CIFAR-10.")
 flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
@@ -48,7 +51,7 @@ def main(argv):
     info = kbp.datasets.info("cifar10")
 
     # BrainProp reads linear outputs as Q-values; backprop ends in softmax.
-    algorithm = kbp.algorithms.get(FLAGS.algorithm)
+    algorithm = kbp.algorithms.get(FLAGS.algorithm, feedback=FLAGS.feedback)
     network = kbp.architectures.build(
         FLAGS.architecture,
         info.input_shape,

@@ -26,6 +26,9 @@ flags.DEFINE_enum("architecture", "deep", ARCHITECTURES, "The network.")
 flags.DEFINE_enum(
     "algorithm", "brainprop", kbp.algorithms.NAMES, "From reward or labels."
 )
+flags.DEFINE_enum(
+    "feedback", "symmetric", kbp.feedback.NAMES, "Feedback rule of the error."
+)
 flags.DEFINE_integer("epochs", 500, "At most; early stopping ends sooner.")
 flags.DEFINE_string("data_dir", None, "The folder holding tiny-imagenet-200/.")
 flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
@@ -52,7 +55,7 @@ def main(argv):
     info = kbp.datasets.info("tiny_imagenet")
 
     # BrainProp reads linear outputs as Q-values; backprop ends in softmax.
-    algorithm = kbp.algorithms.get(FLAGS.algorithm)
+    algorithm = kbp.algorithms.get(FLAGS.algorithm, feedback=FLAGS.feedback)
     network = kbp.architectures.build(
         FLAGS.architecture,
         info.input_shape,

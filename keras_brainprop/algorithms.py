@@ -29,6 +29,7 @@ from typing import ClassVar
 import keras
 import tensorflow as tf
 
+from keras_brainprop import feedback as feedback_lib
 from keras_brainprop.backprop_model import BackpropModel
 from keras_brainprop.callbacks import BrainPropMonitor
 from keras_brainprop.model import wrap
@@ -37,6 +38,21 @@ from keras_brainprop.model import wrap
 # and flags of earlier versions call backprop "ebp").
 NAMES = ("brainprop", "backprop")
 ALIASES = {"ebp": "backprop"}
+
+
+def feedback_name(algorithm):
+    """Returns the name of an algorithm's feedback rule, e.g. "symmetric".
+
+    Example:
+
+    >>> feedback_name(Backprop(feedback="kolen_pollack"))
+    'kolen_pollack'
+    """
+    rule = feedback_lib.get(getattr(algorithm, "feedback", None))
+    for name in feedback_lib.NAMES:
+        if type(rule) is type(feedback_lib.get(name)):
+            return name
+    return type(rule).__name__
 
 
 def _compile(model, learning_rate, metrics, **kwargs):
@@ -68,6 +84,8 @@ class BrainProp:
             the choice is right, else 0.
         seed: Seed of the exploration; None for Keras' global seed
             (`experiment.run` uses each run's seed then).
+        feedback: The feedback rule (`keras_brainprop.feedback`) or its
+            name; None for `Symmetric()`, the feedback of backprop.
 
     Example:
 
@@ -82,11 +100,16 @@ class BrainProp:
     policy: object = None
     reward: object = None
     seed: int | None = None
+    feedback: object = None
 
     def wrap(self, network):
         """Returns the `BrainPropModel` that trains `network` from reward."""
         return wrap(
-            network, policy=self.policy, reward=self.reward, seed=self.seed
+            network,
+            policy=self.policy,
+            reward=self.reward,
+            seed=self.seed,
+            feedback=self.feedback,
         )
 
     def compile(
@@ -128,7 +151,13 @@ class Backprop:
     The network ends in a softmax and is trained on the labels with Keras'
     own training step: the network itself, or under a `tf.distribute`
     strategy a `BackpropModel` around it (Keras 3.15 cannot train a plain
-    model there).
+    model there). With a feedback rule other than `Symmetric` the network
+    is first converted by `keras_brainprop.feedback.apply`, so the error
+    reaches the lower layers through feedback weights (supervised feedback
+    alignment, sign symmetry or Kolen-Pollack).
+
+    Args:
+        feedback: The feedback rule or its name; None for `Symmetric()`.
 
     Example:
 
@@ -140,8 +169,11 @@ class Backprop:
     name: ClassVar[str] = "backprop"
     output_activation: ClassVar[str | None] = "softmax"
 
+    feedback: object = None
+
     def wrap(self, network):
         """Returns `network`, or a `BackpropModel` under a strategy."""
+        network = feedback_lib.apply(network, feedback_lib.get(self.feedback))
         if tf.distribute.has_strategy():
             return BackpropModel(network)
         return network
@@ -178,7 +210,7 @@ _CLASSES = {"brainprop": BrainProp, "backprop": Backprop}
 _API = ("name", "output_activation", "wrap", "compile", "callbacks")
 
 
-def get(identifier):
+def get(identifier, **options):
     """Returns the algorithm object for a name, or the object itself.
 
     Args:
@@ -186,6 +218,8 @@ def get(identifier):
             `ALIASES` ("ebp" is backprop), or an algorithm object (with
             `name`, `output_activation`, `wrap`, `compile` and
             `callbacks`), returned as is.
+        **options: Fields of the algorithm to set, e.g.
+            `feedback="kolen_pollack"` or `policy=...`.
 
     Returns:
         `BrainProp()`, `Backprop()` or `identifier`.
@@ -197,12 +231,16 @@ def get(identifier):
 
     >>> get("ebp").name
     'backprop'
+    >>> get("backprop", feedback="sign_symmetry").feedback
+    'sign_symmetry'
     """
     if isinstance(identifier, str):
         name = ALIASES.get(identifier.lower(), identifier.lower())
         if name in _CLASSES:
-            return _CLASSES[name]()
+            return _CLASSES[name](**options)
     elif all(hasattr(identifier, attribute) for attribute in _API):
+        if options:
+            return dataclasses.replace(identifier, **options)
         return identifier
     names = ", ".join(repr(name) for name in NAMES)
     aliases = ", ".join(repr(alias) for alias in ALIASES)

@@ -46,6 +46,7 @@ from absl import flags
 from keras_brainprop import algorithms
 from keras_brainprop import architectures
 from keras_brainprop import datasets
+from keras_brainprop import feedback
 
 # The flags `define_flags` defines belong to the script that calls it, so
 # that its `--help` lists them (not only `--helpfull`).
@@ -316,6 +317,15 @@ def define_flags(
         message="--learning_rate must be > 0.",
         flag_values=flag_values,
     )
+    flags.DEFINE_enum(
+        "feedback",
+        "symmetric",
+        list(feedback.NAMES),
+        "Feedback rule of either algorithm (see keras_brainprop.feedback): "
+        "symmetric is backprop's; the others send the error down through "
+        "feedback weights that differ from the forward ones.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "patience",
         None,
@@ -348,8 +358,8 @@ def run_kwargs(flag_values=flags.FLAGS):
 
     Returns:
         A dict with `epochs`, `seeds`, `data_dir`, `output_dir`, `logdir`,
-        `batch_size`, `learning_rate`, `patience`, `max_train_examples` and
-        `verbose`.
+        `batch_size`, `learning_rate`, `patience`, `max_train_examples`,
+        `verbose` and `feedback`.
 
     Example:
 
@@ -357,7 +367,7 @@ def run_kwargs(flag_values=flags.FLAGS):
     """
     names = (
         "epochs data_dir output_dir logdir batch_size learning_rate patience "
-        "max_train_examples verbose"
+        "max_train_examples verbose feedback"
     ).split()
     kwargs = {name: flag_values[name].value for name in names}
     return {"seeds": _parse_seeds(flag_values.seeds), **kwargs}

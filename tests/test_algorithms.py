@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_brainprop import algorithms
+from keras_brainprop import feedback
 from keras_brainprop import policies
 from keras_brainprop import rewards
 from keras_brainprop.backprop_model import BackpropModel
@@ -173,3 +174,23 @@ def test_callbacks(tmp_path):
         log_dir=str(tmp_path), probe_data=probe
     )
     assert isinstance(tensorboard, keras.callbacks.TensorBoard)
+
+
+@pytest.mark.parametrize("name", ["brainprop", "backprop"])
+def test_feedback_reaches_both_algorithms(name):
+    algorithm = algorithms.get(name, feedback="feedback_alignment")
+    assert algorithms.feedback_name(algorithm) == "feedback_alignment"
+    network = _network(algorithm.output_activation)
+    model = algorithm.wrap(network)
+    trained = model.network if isinstance(model, BrainPropModel) else model
+    converted = feedback.feedback_layers(trained)
+    assert len(converted) == 1
+    before = keras.ops.convert_to_numpy(converted[0].feedback_kernel)
+    algorithm.compile(model, learning_rate=0.1)
+    model.fit(IMAGES, LABELS, epochs=2, verbose=0)
+    # Fixed random feedback: trained forward weights, untouched feedback.
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(converted[0].feedback_kernel), before
+    )
+    assert algorithms.feedback_name(algorithms.get(name)) == "symmetric"
+    assert not feedback.feedback_layers(algorithms.get(name).wrap(_network()))

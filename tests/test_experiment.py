@@ -250,6 +250,27 @@ def test_run_with_another_policy_seeds_it_per_run():
     assert seen[1] is seeded
 
 
+def test_run_under_a_feedback_rule(tmp_path):
+    result = experiment.run(
+        "digits",
+        "mlp",
+        "backprop",
+        epochs=1,
+        seeds=[0],
+        output_dir=str(tmp_path),
+        feedback="sign_symmetry",
+        **TINY,
+    )
+    assert (result.algorithm, result.feedback) == ("backprop", "sign_symmetry")
+    summary = tmp_path / "digits_mlp_backprop_sign_symmetry" / "summary.json"
+    data = json.loads(summary.read_text())
+    assert data["feedback"] == "sign_symmetry"
+    assert experiment.Result.from_dict(data).feedback == "sign_symmetry"
+    # Files written before feedback rules existed are symmetric.
+    del data["feedback"]
+    assert experiment.Result.from_dict(data).feedback == "symmetric"
+
+
 def test_result_reads_files_that_name_backprop_ebp(brainprop_run):
     data = dataclasses.replace(brainprop_run[0], algorithm="ebp").to_dict()
     assert data["algorithm"] == "ebp"

@@ -92,6 +92,7 @@ class Result:
         dataset: Dataset name.
         architecture: Network name.
         algorithm: The algorithm's name, "brainprop" or "backprop".
+        feedback: The name of the feedback rule, e.g. "symmetric".
         hyperparameters: The `architectures.Hyperparameters` used.
         max_epochs: The epoch limit of the run.
         runs: One `SeedResult` per seed, in order.
@@ -111,6 +112,7 @@ class Result:
     num_validation_examples: int
     num_test_examples: int
     output_dir: str | None = None
+    feedback: str = "symmetric"
 
     seeds = _per_seed("seed")
     test_accuracies = _per_seed("test_accuracy")
@@ -143,7 +145,8 @@ class Result:
             data: A dict written by `to_dict`, e.g. read back from a
                 `summary.json` or from `benchmarks/compare.py`'s
                 `results.json`. An algorithm stored under a former name
-                ("ebp") gets its current one ("backprop").
+                ("ebp") gets its current one ("backprop"); files written
+                before feedback rules existed are "symmetric".
 
         Returns:
             The `Result`; `output_dir` is None.
@@ -152,6 +155,7 @@ class Result:
             ValueError: If `data` lacks a field of `to_dict`'s output.
         """
         try:
+            data = {"feedback": "symmetric", **data}
             fields = {
                 field.name: data[field.name]
                 for field in dataclasses.fields(cls)
@@ -175,6 +179,7 @@ class Result:
             "dataset": self.dataset,
             "architecture": self.architecture,
             "algorithm": self.algorithm,
+            "feedback": self.feedback,
             "hyperparameters": dataclasses.asdict(self.hyperparameters),
             "max_epochs": self.max_epochs,
             "num_train_examples": self.num_train_examples,

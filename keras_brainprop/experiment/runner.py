@@ -193,6 +193,7 @@ def run(
     validation_fraction=0.1,
     verbose=1,
     strategy=None,
+    feedback=None,
     train_fn=train,
 ):
     """Trains and evaluates one network with one algorithm over seeds.
@@ -227,6 +228,11 @@ def run(
             epoch.
         strategy: Optional `tf.distribute.Strategy`; `train_fn` runs in
             its scope.
+        feedback: Optional feedback rule (`keras_brainprop.feedback`) or
+            its name, for either algorithm; it replaces the algorithm's
+            own (default `Symmetric`). A rule other than "symmetric" is
+            added to the output names: `<dataset>_<architecture>_<algorithm
+            name>_<rule name>`.
         train_fn: A function of a `SeedRun` that builds, compiles and fits
             the network and returns the `History`; default `train`.
 
@@ -242,6 +248,9 @@ def run(
     >>> result.mean_test_accuracy, result.std_test_accuracy
     """
     algorithm = algorithms.get(algorithm)
+    if feedback is not None:
+        algorithm = dataclasses.replace(algorithm, feedback=feedback)
+    rule = algorithms.feedback_name(algorithm)
     seeds = [int(seed) for seed in seeds]
     if not seeds:
         raise ValueError(f"Give at least one seed. Received: seeds={seeds!r}")
@@ -256,6 +265,8 @@ def run(
     )
     max_epochs = hparams.max_epochs if epochs is None else int(epochs)
     name = f"{dataset}_{architecture}_{algorithm.name}"
+    if rule != "symmetric":
+        name += f"_{rule}"
     run_dir = None if output_dir is None else os.path.join(output_dir, name)
     runs = []
     for seed in seeds:
@@ -311,6 +322,7 @@ def run(
         dataset=dataset,
         architecture=architecture,
         algorithm=algorithm.name,
+        feedback=rule,
         hyperparameters=hparams,
         max_epochs=max_epochs,
         runs=runs,
