@@ -4,7 +4,9 @@ BrainProp's only extra work over error backpropagation is choosing an action
 (one argmax and one random draw per sample). This script times training
 steps of the same network trained with BrainProp (`kbp.wrap`) and with
 backprop (softmax cross-entropy), alternating the two in one run, and prints
-milliseconds per step and their ratio.
+milliseconds per step and their ratio. With `--rules`, it also times
+BrainProp under other feedback rules (`keras_brainprop.feedback`) and
+prints each one's step time relative to the symmetric (default) step.
 
 Command:
 
@@ -27,6 +29,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from keras_brainprop import algorithms  # noqa: E402
+from keras_brainprop import feedback  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 50, "Training steps per timed run.")
@@ -34,6 +37,11 @@ flags.DEFINE_integer("repeats", 7, "Timed runs per variant (median kept).")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_list("networks", ["dense", "conv"], "Networks to time.")
 flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
+flags.DEFINE_list(
+    "rules",
+    [name for name in feedback.NAMES if name != "symmetric"],
+    "Feedback rules whose BrainProp step is timed against the symmetric one.",
+)
 
 NUM_CLASSES = 10
 
@@ -116,24 +124,33 @@ def main(argv):
         f"batch {FLAGS.batch_size}, {FLAGS.steps} steps per run, median of "
         f"{FLAGS.repeats} runs, jit_compile={FLAGS.jit_compile}\n"
     )
-    print("| network | backprop ms/step | BrainProp ms/step | ratio |")
-    print("| --- | ---: | ---: | ---: |")
+    rules = [rule for rule in FLAGS.rules if rule != "symmetric"]
+    print(
+        "| network | backprop ms/step | BrainProp ms/step | BrainProp / "
+        "backprop |" + "".join(f" {rule} / symmetric |" for rule in rules)
+    )
+    print("| --- | ---: | ---: | ---: |" + " ---: |" * len(rules))
     for name in FLAGS.networks:
-        models = {
-            a: compiled(name, algorithms.get(a))
-            for a in ("backprop", "brainprop")
-        }
+        models = {"backprop": compiled(name, algorithms.Backprop())}
+        for rule in ["symmetric", *rules]:
+            models[rule] = compiled(name, algorithms.BrainProp(feedback=rule))
         for model in models.values():
             ms_per_step(model, dataset)  # Trace and warm up.
-        times = {a: [] for a in models}
+        times = {variant: [] for variant in models}
         for _ in range(FLAGS.repeats):
-            for algorithm, model in models.items():  # Alternate: fair noise.
-                times[algorithm].append(ms_per_step(model, dataset))
-        backprop = float(np.median(times["backprop"]))
-        brainprop = float(np.median(times["brainprop"]))
+            for variant, model in models.items():  # Alternate: fair noise.
+                times[variant].append(ms_per_step(model, dataset))
+        # Ratios within a round, then their median: the machine's load
+        # changes less within a round than across the run.
+        symmetric = np.array(times["symmetric"])
+        ratios = [
+            np.median(np.array(times[rule]) / symmetric) for rule in rules
+        ]
         print(
-            f"| {name} | {backprop:.2f} | {brainprop:.2f} "
-            f"| {brainprop / backprop:.3f} |"
+            f"| {name} | {np.median(times['backprop']):.2f} "
+            f"| {np.median(symmetric):.2f} "
+            f"| {np.median(symmetric / np.array(times['backprop'])):.3f} |"
+            + "".join(f" {ratio:.3f} |" for ratio in ratios)
         )
 
 
