@@ -69,18 +69,20 @@ class ReplicaSafeModel(keras.Model):
         # Under tf.distribute those are the replicas' own results averaged,
         # wrong when the replicas' shares differ, and across workers they
         # hold only what `step_logs` kept. Read the metrics whenever the
-        # step logs name some of them, leaving out a `Mean` that no step
-        # updated and the logs do not name (e.g. an explore rate during
-        # evaluate()).
+        # step logs name some of them, leaving out a metric that no step
+        # updated (all its variables still zero) and the logs do not name
+        # (e.g. an explore rate or greedy coverage during evaluate()).
         results = self.get_metrics_result()
         if not isinstance(logs, dict) or not set(logs) <= set(results):
             return logs
         unused = {
             metric.name
             for metric in self.metrics
-            if isinstance(metric, keras.metrics.Mean)
-            and metric.name not in logs
-            and not tf.convert_to_tensor(metric.count)
+            if metric.name not in logs
+            and not any(
+                tf.reduce_any(tf.not_equal(variable, 0))
+                for variable in metric.variables
+            )
         }
         return {k: v for k, v in results.items() if k not in unused}
 

@@ -8,7 +8,9 @@ from keras_brainprop import _keras_fixes
 from keras_brainprop import feedback as feedback_lib
 from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
+from keras_brainprop.callbacks._coverage_warning import CoverageWarning
 from keras_brainprop.callbacks._no_data_check import NoDataCheck
+from keras_brainprop.metrics import GreedyCoverage
 from keras_brainprop.step import brainprop_step
 
 _LOSS_ERROR = (
@@ -31,10 +33,14 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
     regularization losses. The labels are never shown to the network.
 
     `fit()` logs `loss`, `reward` (mean reward of the actions taken), `rpe`
-    (mean delta), `explore_rate` (share of non-greedy actions) and the
-    metrics given to `compile()`, computed on the Q-values (so "accuracy" is
-    the greedy accuracy). `evaluate()` acts greedily and logs the same but
-    `explore_rate`. `predict()` returns Q-values. TensorFlow backend only.
+    (mean delta), `explore_rate` (share of non-greedy actions),
+    `greedy_coverage` (share of the actions that were the greedy choice for
+    at least one sample of the epoch, see
+    `keras_brainprop.metrics.GreedyCoverage`; the first epoch below 1 warns,
+    naming the actions left out) and the metrics given to `compile()`,
+    computed on the Q-values (so "accuracy" is the greedy accuracy).
+    `evaluate()` acts greedily and logs the same but `explore_rate` and
+    `greedy_coverage`. `predict()` returns Q-values. TensorFlow backend only.
 
     Args:
         network: a `keras.Model` with one output of shape `[batch, actions]`,
@@ -102,6 +108,11 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         self.reward_tracker = keras.metrics.Mean(name="reward")
         self.rpe_tracker = keras.metrics.Mean(name="rpe")
         self.explore_rate_tracker = keras.metrics.Mean(name="explore_rate")
+        # Built now for Sequential and functional networks, else at the
+        # first call.
+        self.greedy_coverage_tracker = GreedyCoverage(
+            _checks._static_num_actions(network)
+        )
         # A built network needs no build step (callbacks such as
         # BackupAndRestore require a built model before fit()).
         self.built = network.built
@@ -109,6 +120,8 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
     def call(self, inputs, training=None):
         q_values = self.network(inputs, training=training)
         _checks.check_q_values(q_values)
+        # A subclassed network's number of actions is known from now on.
+        self.greedy_coverage_tracker.build(q_values.shape[-1])
         return q_values
 
     def build(self, input_shape):
@@ -144,6 +157,7 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
             self.reward_tracker,
             self.rpe_tracker,
             self.explore_rate_tracker,
+            self.greedy_coverage_tracker,
         ]
         others = _keras_fixes.without_compile_loss_tracker(
             self, super().metrics
@@ -198,7 +212,11 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         """
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             # First, so that it stops fit() before other callbacks act.
-            callbacks = [NoDataCheck(x), *(callbacks or [])]
+            callbacks = [
+                NoDataCheck(x),
+                *(callbacks or []),
+                CoverageWarning(self.greedy_coverage_tracker),
+            ]
         return super().fit(
             x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs
         )
@@ -257,6 +275,7 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
             self.optimizer.apply(gradients, self.trainable_variables)
 
         self.explore_rate_tracker.update_state(step.explored)
+        self.greedy_coverage_tracker.update_state(q_values, sample_weight)
         logs = self._update_metrics(y, q_values, sample_weight, loss, step)
         # Across workers each step log costs a collective: keep the loss.
         return _keras_fixes.step_logs(logs, keep=["loss"])
@@ -269,7 +288,9 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         )
         loss = self._with_regularization(step.loss)
         logs = self._update_metrics(y, q_values, sample_weight, loss, step)
-        logs.pop("explore_rate", None)  # Evaluation is greedy.
+        # Evaluation is greedy; coverage describes training.
+        logs.pop("explore_rate", None)
+        logs.pop("greedy_coverage", None)
         return _keras_fixes.step_logs(logs, keep=["loss"])
 
     def get_config(self):

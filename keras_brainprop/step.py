@@ -10,13 +10,21 @@ import tensorflow as tf
 
 from keras_brainprop import rewards as rewards_lib
 
-# What one step computed for a batch: the int32 actions, where they are
-# not the greedy ones (float32 1 / 0), their float32 rewards and
-# reward-prediction errors `r - Q[action]` (all `[batch]`), and the scalar
-# loss (without regularization).
+# What one step computed for a batch: the int32 actions taken and the
+# greedy ones (those of the largest Q-values), where the two differ
+# (float32 1 / 0), the float32 rewards and reward-prediction errors
+# `r - Q[action]` (all `[batch]`), and the scalar loss (without
+# regularization).
 BrainPropStep = collections.namedtuple(
     "BrainPropStep",
-    ["actions", "explored", "rewards", "reward_prediction_error", "loss"],
+    [
+        "actions",
+        "greedy_actions",
+        "explored",
+        "rewards",
+        "reward_prediction_error",
+        "loss",
+    ],
 )
 
 
@@ -73,6 +81,7 @@ def brainprop_step(
     num_samples = tf.cast(tf.shape(per_sample)[0], "float32")
     return BrainPropStep(
         actions=actions,
+        greedy_actions=greedy,
         explored=tf.cast(tf.not_equal(actions, greedy), "float32"),
         rewards=rewards,
         reward_prediction_error=reward_prediction_error,

@@ -311,6 +311,42 @@ def _keras_fix_cases(mirrored, single):
     return cases
 
 
+def _greedy_coverage(strategy):
+    """greedy_coverage per epoch of a 2-epoch fit (tests/test_coverage.py).
+
+    A constant kernel fixes the greedy actions: in epoch 1 replica 0 sees
+    action 0 greedy and replica 1 action 2; in epoch 2 both see action 0.
+    """
+    import warnings
+
+    import keras
+
+    import keras_brainprop as kbp
+
+    kernel = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], "float32")
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]], "float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, "int32")))
+    with strategy.scope():
+        network = keras.Sequential(
+            [
+                keras.Input((2,)),
+                keras.layers.Dense(
+                    3,
+                    use_bias=False,
+                    kernel_initializer=keras.initializers.Constant(kernel),
+                ),
+            ]
+        )
+        model = kbp.wrap(network, policy="greedy")
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # The coverage warning.
+        history = model.fit(
+            data.batch(2), epochs=2, steps_per_epoch=1, verbose=0
+        )
+    return history.history["greedy_coverage"]
+
+
 def run_mirrored(output_path):
     """Every MirroredStrategy check; writes the measurements as JSON."""
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -367,6 +403,7 @@ def run_mirrored(output_path):
     # build from it) still trains.
     _, odd_logs = fit(mirrored, exploring_policy(), batch_size=GLOBAL_BATCH - 1)
     results["odd_batch_logs"] = odd_logs
+    results["greedy_coverage"] = _greedy_coverage(mirrored)
 
     progress("draws done")
     results["keras_fixes"] = _keras_fix_cases(mirrored, single)

@@ -85,6 +85,16 @@ def _read_events(directory):
     return scalars, histograms
 
 
+def _epoch_probe_scalars(scalars):
+    """The first epoch's `epoch/probe/...` scalars, by the rest of the tag."""
+    prefix = "epoch/probe/"
+    return {
+        tag.removeprefix(prefix): steps[0]
+        for tag, steps in scalars.items()
+        if tag.startswith(prefix)
+    }
+
+
 def test_epoch_logs_match_history(tmp_path):
     model = _model(policy=policies.EpsilonGreedy(0.3))
     x, y = _data()
@@ -96,6 +106,7 @@ def test_epoch_logs_match_history(tmp_path):
         ("reward", "reward"),
         ("rpe", "rpe_mean"),
         ("explore_rate", "explore_rate"),
+        ("greedy_coverage", "greedy_coverage"),
     ]:
         assert sorted(scalars[f"epoch/{name}"]) == [0, 1]
         np.testing.assert_allclose(
@@ -196,6 +207,66 @@ def test_one_epoch_matches_independent_computation(tmp_path):
     np.testing.assert_array_equal(q_histogram[:, 2], expected_counts)
 
 
+@pytest.mark.parametrize("run_eagerly", [False, True], ids=["graph", "eager"])
+@pytest.mark.parametrize("one_hot", [False, True], ids=["labels", "one_hot"])
+def test_greedy_frequency_recall_and_coverage(tmp_path, run_eagerly, one_hot):
+    # Exploration makes the actions taken differ from the greedy ones.
+    model = _model(policy=policies.EpsilonGreedy(0.5))
+    model.run_eagerly = run_eagerly
+    x, y = _data()
+    probe_x, probe_y = x[:30], y[:30]
+    probe_y[probe_y == 1] = 2  # Class 1 is absent: no recall for it.
+    if one_hot:
+        probe_y = np.eye(NUM_ACTIONS, dtype="float32")[probe_y]
+    monitor = BrainPropMonitor(tmp_path, probe_data=(probe_x, probe_y))
+    history = _fit(model, monitor, epochs=1)
+    scalars, _ = _read_events(tmp_path / "brainprop")
+    probe = _epoch_probe_scalars(scalars)
+
+    assert scalars["epoch/greedy_coverage"][0] == pytest.approx(
+        history.history["greedy_coverage"][0]
+    )
+    greedy = model.network(probe_x, training=False).numpy().argmax(axis=1)
+    labels = probe_y.argmax(axis=1) if one_hot else probe_y
+    assert len(set(greedy)) > 1
+    for action in (0, 2):
+        recall = np.mean(greedy[labels == action] == action)
+        assert probe[f"recall/{action}"] == pytest.approx(recall)
+    assert "recall/1" not in probe
+    greedy_frequencies = [np.mean(greedy == a) for a in range(NUM_ACTIONS)]
+    np.testing.assert_allclose(
+        [probe[f"greedy_frequency/{a}"] for a in range(NUM_ACTIONS)],
+        greedy_frequencies,
+        rtol=1e-6,
+    )
+    # Not the frequencies of the actions taken.
+    assert not np.allclose(
+        [probe[f"action_frequency/{a}"] for a in range(NUM_ACTIONS)],
+        greedy_frequencies,
+    )
+
+
+def test_no_recall_without_labels(tmp_path):
+    keras.utils.set_random_seed(1)
+    net = keras.Sequential(
+        [keras.Input((NUM_FEATURES,)), keras.layers.Dense(NUM_ACTIONS)]
+    )
+    # A reward that needs no targets, and a probe without them.
+    model = kbp.wrap(net, reward=lambda y, actions: tf.cast(actions, "float32"))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    x, _ = _data()
+    monitor = BrainPropMonitor(tmp_path, probe_data=x)
+    model.fit(x, batch_size=BATCH_SIZE, verbose=0, callbacks=[monitor])
+    probe = _epoch_probe_scalars(_read_events(tmp_path / "brainprop")[0])
+    greedy = model.network(x, training=False).numpy().argmax(axis=1)
+    np.testing.assert_allclose(
+        [probe[f"greedy_frequency/{a}"] for a in range(NUM_ACTIONS)],
+        [np.mean(greedy == a) for a in range(NUM_ACTIONS)],
+        rtol=1e-6,
+    )
+    assert not any(tag.startswith("recall/") for tag in probe)
+
+
 def test_int_update_freq_and_dataset_probe(tmp_path):
     model = _model(policy=policies.EpsilonGreedy(0.3))
     x, y = _data()
@@ -247,6 +318,7 @@ def test_without_probe_and_nested_layers(tmp_path):
         "epoch/reward",
         "epoch/rpe_mean",
         "epoch/explore_rate",
+        "epoch/greedy_coverage",
         "epoch/update_norm/block/inner",
         "epoch/update_norm/output",
         "epoch/relative_update_norm/block/inner",

@@ -172,6 +172,7 @@ def test_multi_worker_metrics_aggregate_over_workers(distributed_runs):
         "reward",
         "rpe",
         "explore_rate",
+        "greedy_coverage",
         "accuracy",
     }
     _assert_logs_close(first["greedy_fit"], expected, tolerance=1e-5)

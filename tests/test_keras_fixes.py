@@ -153,6 +153,7 @@ def test_multi_worker_fit_and_evaluate_log_every_metric(distributed_runs):
             "reward",
             "rpe",
             "explore_rate",
+            "greedy_coverage",
             "accuracy",
         }
         assert set(logs["explore_evaluate"]) == {

@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
@@ -17,6 +18,7 @@ _TRAIN_LOGS = {
     "reward": "reward",
     "rpe": "rpe_mean",
     "explore_rate": "explore_rate",
+    "greedy_coverage": "greedy_coverage",
 }
 
 
@@ -42,6 +44,27 @@ def _write_action_histogram(tag, actions, num_actions, step):
         metadata=histogram_metadata.create_summary_metadata(tag, ""),
     )
     return counts
+
+
+def _class_labels(y, num_actions):
+    """The probe's class labels `[n]`, or None if its targets hold none.
+
+    Labels are indices `[n]` or `[n, 1]`, or one-hot rows `[n, actions]`;
+    a reward table of other values has no classes to recall.
+    """
+    if y is None or len(tf.nest.flatten(y)) != 1:
+        return None
+    y = np.asarray(tf.nest.flatten(y)[0])
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 1:
+        labels = y.astype("int64")
+        in_range = (labels >= 0) & (labels < num_actions)
+        return labels if (labels == y).all() and in_range.all() else None
+    one_hot = y.ndim == 2 and y.shape[1] == num_actions
+    if one_hot and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
+        return y.argmax(axis=1)
+    return None
 
 
 def _num_samples(structure):
@@ -148,18 +171,21 @@ class BrainPropMonitor(keras.callbacks.Callback):
     `keras.callbacks.TensorBoard`) or `batch` (step = the optimizer's
     iteration count):
 
-    - `U/reward`, `U/rpe_mean`, `U/explore_rate`: the training logs (per
-      batch, the running means over the epoch so far, as in the progress
-      bar).
+    - `U/reward`, `U/rpe_mean`, `U/explore_rate`, `U/greedy_coverage`: the
+      training logs (per batch, the values over the epoch so far, as in the
+      progress bar).
     - `U/probe/...`: a fixed set of samples run through the network in
       inference mode, the model's policy (at the current training step,
       with a fixed seed, so that a change between two logs comes from the
       network, not from the draw) and its reward: scalars `reward`,
-      `rpe_mean`, `rpe_std`, `explore_rate` (share of non-greedy actions)
-      and `action_frequency/K` (share of samples that took action `K`);
-      histograms `q_values` (all probe Q-values), `rpe` (the probe's
-      `delta = r - Q[action]`) and `actions` (one bucket per action). Left
-      out without `probe_data`.
+      `rpe_mean`, `rpe_std`, `explore_rate` (share of non-greedy actions),
+      `action_frequency/K` (share of samples that took action `K`),
+      `greedy_frequency/K` (share whose largest Q-value is action `K`'s)
+      and, when the probe has class labels (indices or one-hot rows),
+      `recall/K` (share of class `K`'s samples whose greedy action is `K`;
+      left out for a class absent from the probe); histograms `q_values`
+      (all probe Q-values), `rpe` (the probe's `delta = r - Q[action]`) and
+      `actions` (one bucket per action). Left out without `probe_data`.
     - `U/update_norm/LAYER`, `U/relative_update_norm/LAYER`: how far credit
       reaches down the network: the L2 norm of the change of each layer's
       trainable weights over the epoch (or interval), and that norm divided
@@ -377,12 +403,21 @@ class BrainPropMonitor(keras.callbacks.Callback):
         counts = _write_action_histogram(
             f"{prefix}/actions", probe.actions, num_actions, step
         )
+        greedy = probe.greedy_actions.numpy()
+        labels = _class_labels(self._probe_y, num_actions)
         for action in range(num_actions):
             tf.summary.scalar(
                 f"{prefix}/action_frequency/{action}",
                 counts[action] / count,
                 step,
             )
+            is_greedy = greedy == action
+            tf.summary.scalar(
+                f"{prefix}/greedy_frequency/{action}", is_greedy.mean(), step
+            )
+            if labels is not None and (labels == action).any():
+                recall = is_greedy[labels == action].mean()
+                tf.summary.scalar(f"{prefix}/recall/{action}", recall, step)
 
     def _write_update_norms(self, unit, step, snapshot):
         for layer, indices in self._layer_indices.items():

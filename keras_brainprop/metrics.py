@@ -1,0 +1,101 @@
+"""Metrics of what a BrainProp agent chooses."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_brainprop")
+class GreedyCoverage(keras.metrics.Metric):
+    """The share of actions that were the greedy choice for some sample.
+
+    An action is covered when it has the largest Q-value (ties go to the
+    lowest index, as `argmax`) for at least one sample seen since the last
+    reset. Under BrainProp an output unit that is never the greedy choice
+    learns only when exploration happens to pick it, so a coverage below 1
+    means that some classes are not being learned yet. `BrainPropModel.fit`
+    logs it for every epoch as `greedy_coverage`.
+
+    The state is one count per action; under `tf.distribute` the replicas'
+    counts are summed, so the coverage is that of the global batch.
+
+    Args:
+        num_actions: the number of actions (the width of the Q-values), or
+            None to read it from the first batch.
+        name: the metric's name.
+        dtype: the dtype of the counts.
+
+    Input shape:
+        `q_values`: `[batch, num_actions]`; `sample_weight`: None or
+        `[batch]` (a sample of weight 0 covers nothing).
+
+    Output shape:
+        A scalar in `[0, 1]`: covered actions / `num_actions`.
+
+    Example:
+
+    >>> coverage = GreedyCoverage()
+    >>> coverage.update_state([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    >>> float(coverage.result())  # Actions 1 and 0 of 3.
+    0.6666667
+    """
+
+    def __init__(self, num_actions=None, name="greedy_coverage", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if num_actions is not None and (
+            not isinstance(num_actions, int)
+            or isinstance(num_actions, bool)
+            or num_actions < 1
+        ):
+            raise ValueError(
+                "`num_actions` must be a positive int or None. Received: "
+                f"num_actions={num_actions!r}"
+            )
+        self.num_actions = None
+        self.counts = None
+        if num_actions is not None:
+            self.build(num_actions)
+
+    def build(self, num_actions):
+        """Creates the counts of `num_actions` actions (once; then checks)."""
+        if self.counts is not None:
+            if num_actions != self.num_actions:
+                raise ValueError(
+                    f"This GreedyCoverage counts {self.num_actions} actions. "
+                    f"Received: num_actions={num_actions!r}"
+                )
+            return
+        self.num_actions = num_actions
+        with tf.init_scope():
+            self.counts = self.add_variable(
+                shape=(num_actions,), initializer="zeros", name="counts"
+            )
+
+    def update_state(self, q_values, sample_weight=None):
+        q_values = tf.convert_to_tensor(q_values)
+        num_actions = q_values.shape[-1]
+        self.build(num_actions)
+        greedy = tf.argmax(q_values, axis=-1, output_type="int32")
+        chosen = tf.one_hot(greedy, num_actions, dtype=self.dtype)
+        if sample_weight is not None:
+            weight = tf.reshape(tf.cast(sample_weight, self.dtype), [-1, 1])
+            chosen = chosen * tf.cast(weight > 0, self.dtype)
+        self.counts.assign_add(tf.reduce_sum(chosen, axis=0))
+
+    def result(self):
+        if self.counts is None:
+            return tf.constant(0.0, self.dtype)
+        return tf.reduce_mean(tf.cast(self.counts > 0, self.dtype))
+
+    def reset_state(self):
+        if self.counts is not None:
+            self.counts.assign(tf.zeros_like(self.counts))
+
+    def never_greedy(self):
+        """Returns the sorted list of actions that no sample chose greedily."""
+        if self.counts is None:
+            return []
+        counts = tf.convert_to_tensor(self.counts).numpy()
+        return [int(action) for action in (counts == 0).nonzero()[0]]
+
+    def get_config(self):
+        return {**super().get_config(), "num_actions": self.num_actions}

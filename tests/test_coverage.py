@@ -1,0 +1,232 @@
+"""Tests of greedy_coverage: the metric, fit()'s logs, the one-time warning.
+
+A network with a constant kernel makes the greedy actions known in
+advance: Q = x @ KERNEL, so action 0 is greedy for x = A, action 2 for
+x = B and action 1 for x = C. With a learning rate of 0 they never change.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_brainprop as kbp
+from keras_brainprop import policies
+from keras_brainprop.callbacks import BackupAndRestore
+from keras_brainprop.metrics import GreedyCoverage
+
+KERNEL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], "float32")
+A, B, C = [1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]
+MODES = ["eager", "graph", "jit", "mixed_float16"]
+
+
+def _inputs(*rows):
+    return np.array(rows, "float32")
+
+
+def _network():
+    return keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Dense(
+                3,
+                use_bias=False,
+                kernel_initializer=keras.initializers.Constant(KERNEL),
+            ),
+        ]
+    )
+
+
+@keras.saving.register_keras_serializable(package="test_coverage")
+class _SubclassedNetwork(keras.Model):
+    # Its number of actions is unknown until it is called.
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(
+            3,
+            use_bias=False,
+            kernel_initializer=keras.initializers.Constant(KERNEL),
+        )
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+
+def _model(mode="graph", network=None, metrics=None):
+    keras.utils.set_random_seed(3)
+    # Much exploration: only the greedy actions count, not those taken.
+    model = kbp.wrap(
+        network or _network(), policy=policies.EpsilonGreedy(0.5), seed=1
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        metrics=metrics,
+        run_eagerly=mode == "eager",
+        jit_compile=mode == "jit",
+    )
+    return model
+
+
+@pytest.fixture
+def mode(request):
+    if request.param == "mixed_float16":  # tests/conftest.py resets it.
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return request.param
+
+
+def _epochs(*epochs, batch_size=2):
+    """One dataset whose consecutive `steps_per_epoch` batches are `epochs`."""
+    x = np.concatenate([_inputs(*rows) for rows in epochs])
+    y = np.zeros(len(x), "int32")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+# The metric.
+
+
+def test_metric_counts_each_samples_greedy_action():
+    coverage = GreedyCoverage()
+    assert float(coverage.result()) == 0.0
+    coverage.update_state([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    assert coverage.num_actions == 3
+    assert float(coverage.result()) == pytest.approx(2 / 3)
+    assert coverage.never_greedy() == [2]
+    # Ties go to the lowest index, as argmax; weight 0 covers nothing.
+    coverage.update_state([[0.5, 0.5, 0.5], [0.0, 0.0, 1.0]], [1.0, 0.0])
+    np.testing.assert_array_equal(coverage.counts.numpy(), [2, 1, 0])
+    coverage.update_state([[0.0, 0.0, 1.0]])
+    assert float(coverage.result()) == 1.0
+    assert coverage.never_greedy() == []
+    coverage.reset_state()
+    assert float(coverage.result()) == 0.0
+    assert coverage.never_greedy() == [0, 1, 2]
+
+
+def test_metric_config_and_checks():
+    coverage = GreedyCoverage(4, name="coverage")
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(coverage)
+    )
+    assert isinstance(restored, GreedyCoverage)
+    assert (restored.name, restored.num_actions) == ("coverage", 4)
+    assert restored.counts.shape == (4,)
+    with pytest.raises(ValueError, match="counts 4 actions"):
+        coverage.update_state(np.zeros((2, 3)))
+    for bad in [0, 2.0, True]:
+        with pytest.raises(ValueError, match="num_actions"):
+            GreedyCoverage(bad)
+
+
+# fit()'s logs.
+
+
+@pytest.mark.parametrize("mode", MODES, indirect=True)
+def test_fit_logs_exact_coverage_reset_each_epoch(mode):
+    model = _model(mode)
+    # Epoch 1 makes actions 0 and 2 greedy, epoch 2 action 0 alone.
+    data = _epochs([A, B, B, A], [A, A, A, A])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = model.fit(data, epochs=2, steps_per_epoch=2, verbose=0)
+    np.testing.assert_allclose(
+        history.history["greedy_coverage"], [2 / 3, 1 / 3], rtol=1e-6
+    )
+    assert 0.0 < history.history["explore_rate"][0]  # Explored, yet 2 / 3.
+    np.testing.assert_array_equal(model.network.get_weights()[0], KERNEL)
+
+
+def test_subclassed_network_and_evaluate_logs():
+    model = _model(network=_SubclassedNetwork(), metrics=["accuracy"])
+    x, y = _inputs(A, B, C, A), np.array([0, 2, 1, 1])
+    history = model.fit(x, y, batch_size=2, validation_data=(x, y), verbose=0)
+    assert history.history["greedy_coverage"] == [1.0]
+    assert "val_greedy_coverage" not in history.history
+    # A training metric: evaluate() leaves it out.
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "reward", "rpe", "accuracy"}
+
+
+def test_mirrored_replicas_counts_are_summed(distributed_runs):
+    result = distributed_runs["mirrored"]
+    if isinstance(result, str):
+        pytest.fail(result, pytrace=False)
+    # Epoch 1: one replica saw action 0 greedy, the other action 2.
+    np.testing.assert_allclose(
+        result["greedy_coverage"], [2 / 3, 1 / 3], rtol=1e-6
+    )
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptAfter(keras.callbacks.Callback):
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches -= 1
+        if self.batches == 0:
+            raise _Interrupted()
+
+
+def test_resumed_epoch_keeps_the_coverage_before_the_interruption(tmp_path):
+    # Batches 1-2 make actions 0 and 2 greedy, batches 3-4 action 0: a
+    # resumed epoch that forgot its first half would log 1 / 3.
+    x = _inputs(A, B, A, A, A, A, A, A)
+    y = np.zeros(len(x), "int32")
+    fit_args = {"batch_size": 2, "shuffle": False, "verbose": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _model("eager")
+        backup = BackupAndRestore(tmp_path, save_freq=2)
+        with pytest.raises(_Interrupted):
+            model.fit(x, y, callbacks=[backup, _InterruptAfter(3)], **fit_args)
+        model = _model("eager")
+        backup = BackupAndRestore(tmp_path, save_freq=2)
+        history = model.fit(x, y, callbacks=[backup], **fit_args)
+    assert (backup.restored["epoch"], backup.restored["batch"]) == (0, 2)
+    assert history.history["greedy_coverage"] == [pytest.approx(2 / 3)]
+
+
+# The warning.
+
+
+def _coverage_warnings(record):
+    return [w for w in record if "greedy_coverage" in str(w.message)]
+
+
+def test_warns_once_per_fit_naming_the_never_greedy_actions():
+    model = _model("eager")
+    x = _inputs(A, B, A, B)
+    y = np.zeros(4, "int32")
+    for _ in range(2):
+        with pytest.warns(UserWarning) as record:
+            model.fit(
+                x,
+                y,
+                batch_size=2,
+                epochs=3,
+                validation_data=(x, y),
+                verbose=0,
+            )
+        [warning] = _coverage_warnings(record)
+        message = str(warning.message)
+        # Read before validation resets the metrics.
+        assert "Epoch 1 ended with greedy_coverage=0.6667" in message
+        assert "action(s) [1] of 3" in message
+        assert 'policy="discovery"' in message
+
+
+def test_no_warning_when_every_action_is_greedy():
+    model = _model("eager")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        history = model.fit(
+            _inputs(A, B, C), np.zeros(3, "int32"), epochs=2, verbose=0
+        )
+    assert history.history["greedy_coverage"] == [1.0, 1.0]
+    assert not _coverage_warnings(record)
