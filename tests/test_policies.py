@@ -1,11 +1,15 @@
 """Statistical and serialization tests of the action-selection policies."""
 
+import json
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import stats
 
+import keras_brainprop as kbp
 from keras_brainprop import policies
 
 NUM_DRAWS = 20_000
@@ -109,6 +113,13 @@ def test_policies_run_under_xla():
         policies.EpsilonGreedy(
             keras.optimizers.schedules.ExponentialDecay(0.5, 100, 0.9)
         ),
+        policies.Discovery(),
+        policies.Discovery(
+            keras.optimizers.schedules.ExponentialDecay(0.2, 100, 0.5),
+            min_share=0.5,
+            epsilon=0.05,
+            temperature=0.5,
+        ),
     ],
     ids=repr,
 )
@@ -138,8 +149,290 @@ def test_get_by_name_and_default():
         (lambda: policies.EpsilonBoltzmann(-0.1), "epsilon=-0.1"),
         (lambda: policies.Boltzmann(0.0), "temperature=0.0"),
         (lambda: policies.Boltzmann("hot"), "temperature='hot'"),
+        (lambda: policies.Boltzmann(1e-40), "temperature=1e-40"),
+        (lambda: policies.EpsilonGreedy(True), "epsilon=True"),
+        (lambda: policies.EpsilonGreedy(np.bool_(False)), "epsilon=np.False_"),
+        (lambda: policies.EpsilonGreedy(np.array([0.1])), "=array([0.1])"),
+        (lambda: policies.EpsilonGreedy(tf.constant([0.1])), "shape=(1,)"),
+        (lambda: policies.EpsilonGreedy(np.float32(2.0)), "epsilon=2.0"),
+        (lambda: policies.EpsilonGreedy(0.5j), "epsilon=0.5j"),
     ],
 )
 def test_bad_parameters(make, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="Received: .*" + re.escape(message)):
         make()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.float32(0.1),
+        np.float64(0.1),
+        np.array(0.1, "float16"),
+        tf.constant(0.1),
+        tf.constant(0.1, "float64"),
+        tf.Variable(0.1),
+    ],
+    ids=repr,
+)
+def test_real_scalars_are_accepted_as_json_floats(value):
+    policy = policies.EpsilonBoltzmann(value, np.int64(2))
+    config = policy.get_config()
+    # Stored as the shortest decimal of the value's own precision.
+    assert config == {"epsilon": 0.1, "temperature": 2.0}
+    assert all(type(v) is float for v in config.values())
+    assert json.loads(json.dumps(config)) == config
+
+
+def _select_in(mode, policy, q_values, step):
+    def select(q_values, step):
+        return policy(q_values, step, tf.constant([3, 4]))
+
+    if mode != "eager":
+        select = tf.function(select, jit_compile=mode == "jit")
+    return select(q_values, tf.constant(step, "int64"))
+
+
+BAD_SCHEDULES = [
+    (lambda: policies.EpsilonGreedy(lambda step: 1.5), "epsilon=", "1.5"),
+    (
+        lambda: policies.EpsilonBoltzmann(
+            keras.optimizers.schedules.PiecewiseConstantDecay([10], [0.1, -0.5])
+        ),
+        "epsilon=",
+        "-0.5",
+    ),
+    (lambda: policies.Boltzmann(lambda step: 0.0), "temperature=", "0"),
+    (lambda: policies.Boltzmann(lambda step: 1e-45), "temperature=", "1e-45"),
+    (
+        lambda: policies.EpsilonBoltzmann(0.5, lambda step: float("nan")),
+        "temperature=",
+        "nan",
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+@pytest.mark.parametrize("make, name, value", BAD_SCHEDULES)
+def test_bad_schedule_values_fail_at_run_time(make, name, value, mode):
+    policy = make()
+    q_values = tf.constant([[0.1, 0.5, 0.2]] * 8)
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        _select_in(mode, policy, q_values, step=20)
+    text = str(error.value)
+    assert f"`{name[:-1]}` must be in" in text
+    assert "step" in text and "20" in text
+    assert f"Received: {name}" in text
+    if value not in ("0", "nan", "1e-45"):
+        assert value in text
+
+
+@pytest.mark.parametrize("make, name, value", BAD_SCHEDULES)
+def test_bad_schedule_values_are_clipped_under_xla(make, name, value):
+    # XLA drops assertions: the values are clipped into range instead, so
+    # the actions are always valid.
+    q_values = tf.random.stateless_normal((512, 3), [1, 1])
+    actions = _select_in("jit", make(), q_values, step=20).numpy()
+    assert actions.min() >= 0 and actions.max() <= 2
+    if name == "temperature=":  # Clipped to the smallest temperature.
+        np.testing.assert_array_equal(actions, np.argmax(q_values, -1))
+
+
+def test_good_schedule_values_pass_the_checks():
+    policy = policies.EpsilonBoltzmann(lambda step: 1.0, lambda step: 1e-30)
+    q_values = tf.random.stateless_normal((64, 4), [2, 2])
+    for mode in ("eager", "graph"):
+        actions = _select_in(mode, policy, q_values, step=0).numpy()
+        # A Boltzmann draw at a tiny temperature is the greedy action.
+        np.testing.assert_array_equal(actions, np.argmax(q_values, -1))
+
+
+def discovery_reference(q_values, bonus, min_share):
+    """Discovery's bonused Q-values, recomputed in NumPy."""
+    batch, actions = q_values.shape
+    counts = np.bincount(q_values.argmax(1), minlength=actions)
+    quota = min_share * batch / actions
+    return q_values + bonus * np.maximum(0.0, 1.0 - counts / quota)
+
+
+def test_discovery_matches_its_definition():
+    # Three kinds of rows, 4 actions: action 0 is greedy for 70 % of the
+    # batch, action 1 for 10 % (below its quota of 0.8 * 25 %: a partial
+    # bonus), actions 2 and 3 for none (the full bonus).
+    kinds = np.array(
+        [[0.5, 0.2, 0.45, 0.1], [0.3, 0.35, 0.32, 0.0], [0.6, 0.1, 0.0, 0.55]],
+        "float32",
+    )
+    shares = np.array([0.45, 0.1, 0.45])
+    rows = np.repeat(np.arange(3), (shares * NUM_DRAWS).astype(int))
+    q_values = kinds[rows]
+    bonus, min_share, epsilon, temperature = 0.1, 0.8, 0.3, 0.2
+    bonused = discovery_reference(q_values, bonus, min_share)
+    neglect = (bonused - q_values)[0] / bonus
+    np.testing.assert_allclose(neglect, [0.0, 0.5, 1.0, 1.0], atol=1e-6)
+    policy = policies.Discovery(bonus, min_share, epsilon, temperature)
+    actions = policy(
+        tf.constant(q_values), tf.constant(0), tf.constant([5, 6])
+    ).numpy()
+    for kind in range(3):
+        taken = actions[rows == kind]
+        row = bonused[rows == kind][0].astype("float64")
+        expected = epsilon * softmax(row / temperature)
+        expected[np.argmax(row)] += 1.0 - epsilon
+        observed = np.bincount(taken, minlength=4)
+        assert stats.chisquare(observed, expected * len(taken)).pvalue > 1e-4
+    # The bonus changes the choice: the first kind's greedy action is 0,
+    # but Discovery mostly takes the neglected action 2 instead.
+    assert np.mean(actions[rows == 0] == 2) > 0.7
+
+
+def test_discovery_is_the_papers_policy_once_every_action_has_its_share():
+    # Each action is the greedy choice of a quarter of the batch: no bonus,
+    # so the draws equal EpsilonBoltzmann's from the same seed.
+    q_values = tf.constant(
+        np.tile(np.eye(4, dtype="float32") * 0.5, (NUM_DRAWS // 4, 1))
+    )
+    paper = policies.EpsilonBoltzmann(0.3, 0.5)
+    seed = tf.constant([7, 8])
+    expected = paper(q_values, tf.constant(0), seed).numpy()
+    discovery = policies.Discovery(0.1, 1.0, 0.3, 0.5)
+    actions = discovery(q_values, tf.constant(0), seed).numpy()
+    np.testing.assert_array_equal(actions, expected)
+    # So is a bonus annealed to 0, whatever the greedy shares.
+    q_row = np.array([0.1, 0.5, 0.2, 0.4], "float32")
+    annealed = policies.Discovery(
+        keras.optimizers.schedules.PiecewiseConstantDecay([100], [0.2, 0.0]),
+        epsilon=0.1,
+    )
+    reference = policies.EpsilonBoltzmann(0.1)
+    explored = draw(annealed, q_row, step=0)
+    # At step 0 the neglected actions 0, 2 and 3 are raised by 0.2 above
+    # the greedy action 1's 0.5 for action 3 (0.6): it is taken instead.
+    assert_binomial(
+        np.sum(explored == 3),
+        0.9 + 0.1 * softmax(q_row + [0.2, 0.0, 0.2, 0.2])[3],
+    )
+    np.testing.assert_array_equal(
+        draw(annealed, q_row, step=200), draw(reference, q_row, step=200)
+    )
+
+
+def test_discovery_runs_in_graph_mode_and_under_xla():
+    policy = policies.Discovery(lambda step: 0.5, epsilon=0.0)
+    q_values = tf.random.stateless_uniform((256, 6), [3, 3])
+    expected = np.argmax(discovery_reference(q_values.numpy(), 0.5, 0.25), 1)
+    for mode in ("eager", "graph", "jit"):
+        actions = _select_in(mode, policy, q_values, step=0).numpy()
+        np.testing.assert_array_equal(actions, expected)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: policies.Discovery(bonus=-0.1), "bonus=-0.1"),
+        (lambda: policies.Discovery(min_share=0.0), "min_share=0.0"),
+        (lambda: policies.Discovery(min_share=1.5), "min_share=1.5"),
+        (lambda: policies.Discovery(min_share="half"), "min_share='half'"),
+        (lambda: policies.Discovery(epsilon=2), "epsilon=2.0"),
+    ],
+)
+def test_bad_discovery_parameters(make, message):
+    with pytest.raises(ValueError, match="Received: .*" + re.escape(message)):
+        make()
+
+
+def test_discovery_by_name_and_its_defaults():
+    policy = policies.get("discovery")
+    assert type(policy) is policies.Discovery
+    assert policy.get_config() == {
+        "bonus": 0.1,
+        "min_share": 0.25,
+        "epsilon": 0.02,
+        "temperature": 1.0,
+    }
+    assert type(policies.get("Discovery")) is policies.Discovery
+
+
+def small_dense_net(hidden=64, actions=10):
+    # The dense networks' start: small normal weights, no biases.
+    init = keras.initializers.RandomNormal(stddev=0.01)
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(
+                hidden, "relu", use_bias=False, kernel_initializer=init
+            ),
+            keras.layers.Dense(
+                actions, use_bias=False, kernel_initializer=init
+            ),
+        ]
+    )
+
+
+def test_saved_model_keeps_the_discovery_policy_and_its_schedule(tmp_path):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.3, 10, 0.5)
+    policy = policies.Discovery(schedule, min_share=0.5, epsilon=0.1)
+    model = kbp.wrap(small_dense_net(8, 3), policy=policy, seed=3)
+    model.compile(metrics=["accuracy"])
+    x = np.random.default_rng(0).uniform(size=(64, 64)).astype("float32")
+    model.fit(x, np.arange(64) % 3, batch_size=16, epochs=1, verbose=0)
+    path = str(tmp_path / "discovery.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded.policy) is policies.Discovery
+    assert loaded.policy.get_config() == policy.get_config()
+    assert isinstance(
+        loaded.policy.bonus, keras.optimizers.schedules.ExponentialDecay
+    )
+    q_values = tf.constant(loaded.predict(x, verbose=0))
+    for step in (0, 40):
+        np.testing.assert_array_equal(
+            loaded.policy(q_values, tf.constant(step), tf.constant([1, 2])),
+            policy(q_values, tf.constant(step), tf.constant([1, 2])),
+        )
+
+
+class _FullCoverage(keras.callbacks.Callback):
+    """Stops training at the first epoch after which every action is the
+    greedy choice of some training sample."""
+
+    def __init__(self, network, x, actions):
+        super().__init__()
+        self.network, self.x, self.actions = network, x, actions
+        self.epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        greedy = np.argmax(self.network(self.x), axis=1)
+        if np.unique(greedy).size == self.actions:
+            self.epoch = epoch + 1
+            self.model.stop_training = True
+
+
+def epochs_to_full_coverage(policy, x, y, max_epochs, seed=0):
+    keras.utils.set_random_seed(seed)
+    network = small_dense_net()
+    model = kbp.wrap(network, policy=policy, seed=seed)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    coverage = _FullCoverage(network, x, actions=10)
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=max_epochs,
+        verbose=0,
+        callbacks=[coverage],
+    )
+    return coverage.epoch
+
+
+def test_discovery_finds_every_class_sooner_than_the_papers_policy():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x, y = (x / 16.0).astype("float32"), y.astype("int32")
+    found = epochs_to_full_coverage("discovery", x, y, max_epochs=6)
+    assert found is not None and found <= 3, found
+    # The paper's policy has not made every action greedy by then (nor,
+    # measured, within 15 epochs).
+    paper = epochs_to_full_coverage(None, x, y, max_epochs=found + 3)
+    assert paper is None, paper
