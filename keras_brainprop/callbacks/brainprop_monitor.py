@@ -7,6 +7,9 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
+from keras_brainprop.feedback import diagnostics as feedback_diagnostics
+from keras_brainprop.feedback.conversion import feedback_layers
+from keras_brainprop.feedback.conversion import to_plain
 from keras_brainprop.step import brainprop_step
 
 # The probe goes through the network in chunks of this many samples, so a
@@ -186,6 +189,15 @@ class BrainPropMonitor(keras.callbacks.Callback):
       left out for a class absent from the probe); histograms `q_values`
       (all probe Q-values), `rpe` (the probe's `delta = r - Q[action]`) and
       `actions` (one bucket per action). Left out without `probe_data`.
+    - `U/feedback/...`, for a network with feedback weights
+      (`keras_brainprop.feedback`): per converted layer, `angle/LAYER`
+      (degrees between forward and feedback weights) and
+      `norm_ratio/LAYER` (their norms' ratio); on the first probe chunk,
+      `update_angle/LAYER` and `update_angle/all` (degrees between the
+      update the feedback produces and backprop's update of `Q[action]`,
+      what `Symmetric` would apply); for image probes, images `input` and
+      `attention` (the feedback that reaches the input of three probe
+      images). See `keras_brainprop.feedback.diagnostics`.
     - `U/update_norm/LAYER`, `U/relative_update_norm/LAYER`: how far credit
       reaches down the network: the L2 norm of the change of each layer's
       trainable weights over the epoch (or interval), and that norm divided
@@ -292,6 +304,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
         self._interval_snapshot = []
         self._epoch_start_iteration = 0
         self._last_batch_log = 0
+        self._plain_network = None
 
     def set_model(self, model):
         # Imported here: model.py imports this package.
@@ -312,6 +325,11 @@ class BrainPropMonitor(keras.callbacks.Callback):
             )
         # The trainable set may change between fits (e.g. unfrozen layers).
         network = self.model.network
+        # Backprop's twin of a network with feedback weights (shared
+        # weights), for the feedback diagnostics.
+        self._plain_network = None
+        if feedback_layers(network):
+            self._plain_network = to_plain(network)
         self._weights = list(network.trainable_weights)
         self._layer_indices = {}
         for index, weight in enumerate(self._weights):
@@ -366,6 +384,19 @@ class BrainPropMonitor(keras.callbacks.Callback):
                     tf.summary.scalar(f"{unit}/{name}", logs[key], step)
             if self._probe_x is not None:
                 self._write_probe(f"{unit}/probe", step)
+            if self._plain_network is not None and self._probe_x is not None:
+                feedback_diagnostics.write_summaries(
+                    f"{unit}/feedback",
+                    self.model.network,
+                    _slice(self._probe_x, 0, _PROBE_CHUNK),
+                    None
+                    if self._probe_y is None
+                    else _slice(self._probe_y, 0, _PROBE_CHUNK),
+                    self.model,
+                    step,
+                    self._probe_seed,
+                    self._plain_network,
+                )
             self._write_update_norms(unit, step, snapshot)
 
     def _write_probe(self, prefix, step):

@@ -2,11 +2,12 @@
 
 `apply(network, rule)` gives every Dense, Conv1D/2D/3D and
 LocallyConnected2D layer of a network feedback weights under a rule;
-`to_plain()` undoes it. Rules: `Symmetric` (backprop, the default),
-`FeedbackAlignment`, `SignSymmetry`, `KolenPollack`; `get()` maps their
-names to them.
+`to_plain()` undoes it; `diagnostics` shows what the feedback does.
+Rules: `Symmetric` (backprop, the default), `FeedbackAlignment`,
+`SignSymmetry`, `KolenPollack`; `get()` maps their names to them.
 """
 
+from keras_brainprop.feedback import diagnostics
 from keras_brainprop.feedback.conversion import apply
 from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import rule_of
@@ -29,6 +30,7 @@ __all__ = [
     "SignSymmetry",
     "Symmetric",
     "apply",
+    "diagnostics",
     "feedback_layers",
     "get",
     "rule_of",
