@@ -3,18 +3,18 @@
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
+from keras_brainprop.callbacks._probe import PROBE_CHUNK
+from keras_brainprop.callbacks._probe import class_labels
+from keras_brainprop.callbacks._probe import num_samples
+from keras_brainprop.callbacks._probe import slice_samples
+from keras_brainprop.callbacks._probe import take_probe
 from keras_brainprop.feedback import diagnostics as feedback_diagnostics
 from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import to_plain
 from keras_brainprop.step import brainprop_step
-
-# The probe goes through the network in chunks of this many samples, so a
-# large probe of a deep network never holds all its activations at once.
-_PROBE_CHUNK = 128
 
 # The training logs this callback copies, and the names it logs them under.
 _TRAIN_LOGS = {
@@ -47,104 +47,6 @@ def _write_action_histogram(tag, actions, num_actions, step):
         metadata=histogram_metadata.create_summary_metadata(tag, ""),
     )
     return counts
-
-
-def _class_labels(y, num_actions):
-    """The probe's class labels `[n]`, or None if its targets hold none.
-
-    Labels are indices `[n]` or `[n, 1]`, or one-hot rows `[n, actions]`;
-    a reward table of other values has no classes to recall.
-    """
-    if y is None or len(tf.nest.flatten(y)) != 1:
-        return None
-    y = np.asarray(tf.nest.flatten(y)[0])
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim == 1:
-        labels = y.astype("int64")
-        in_range = (labels >= 0) & (labels < num_actions)
-        return labels if (labels == y).all() and in_range.all() else None
-    one_hot = y.ndim == 2 and y.shape[1] == num_actions
-    if one_hot and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
-        return y.argmax(axis=1)
-    return None
-
-
-def _num_samples(structure):
-    return int(tf.shape(tf.nest.flatten(structure)[0])[0])
-
-
-def _slice(structure, start, stop):
-    return tf.nest.map_structure(lambda t: t[start:stop], structure)
-
-
-def _to_tensors(structure, name):
-    if structure is None:
-        return None
-    try:
-        tensors = tf.nest.map_structure(tf.convert_to_tensor, structure)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            "`probe_data` must be arrays (x, y) or a batched tf.data.Dataset "
-            f"of (x, y). Its {name} could not be read as tensors: {error}"
-        ) from error
-    for tensor in tf.nest.flatten(tensors):
-        if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
-            raise ValueError(
-                "`probe_data` must hold numbers. Received: its "
-                f"{name} with dtype {tensor.dtype.name}"
-            )
-        if tensor.shape.rank == 0:
-            raise ValueError(
-                "`probe_data` must hold one row per sample. Received: its "
-                f"{name} as a scalar"
-            )
-    return tensors
-
-
-def _concat(parts):
-    if parts[0] is None:
-        return None
-    return tf.nest.map_structure(lambda *ts: tf.concat(ts, 0), *parts)
-
-
-def _take_probe(probe_data, probe_size):
-    """Returns (x, y) tensors of the first `probe_size` probe samples."""
-    if probe_data is None:
-        return None, None
-    if isinstance(probe_data, tf.data.Dataset):
-        batches, taken = [], 0
-        for element in probe_data:
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
-            batches.append((_to_tensors(x, "x"), _to_tensors(y, "y")))
-            taken += _num_samples(batches[-1][0])
-            if taken >= probe_size:
-                break
-        if not batches:
-            raise ValueError(
-                "`probe_data` must hold at least one sample. Received: an "
-                "empty dataset"
-            )
-        if len({y is None for _, y in batches}) > 1:
-            raise ValueError(
-                "`probe_data` must give targets `y` in every batch or in none."
-            )
-        x, y = (_concat(parts) for parts in zip(*batches))
-    else:
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(probe_data)
-        x, y = _to_tensors(x, "x"), _to_tensors(y, "y")
-    count = min(_num_samples(x), probe_size)
-    if count == 0:
-        raise ValueError(
-            "`probe_data` must hold at least one sample. Received: 0 samples"
-        )
-    if y is not None and _num_samples(y) != _num_samples(x):
-        raise ValueError(
-            "`probe_data`'s x and y must hold the same number of samples. "
-            f"Received: {sorted({_num_samples(x), _num_samples(y)})} samples"
-        )
-    y = None if y is None else _slice(y, 0, count)
-    return _slice(x, 0, count), y
 
 
 def _layer_path(variable, network_name):
@@ -292,7 +194,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
         self.seed = seed
         self.subdir = subdir
         # Read the probe now, so bad probe data fails before training does.
-        self._probe_x, self._probe_y = _take_probe(probe_data, probe_size)
+        self._probe_x, self._probe_y = take_probe(probe_data, probe_size)
         self._probe_seed = tf.constant([seed, 0], "int32")
         # With per-epoch logs only, our batch hook does nothing, so Keras may
         # dispatch batch hooks asynchronously (it would not otherwise).
@@ -388,10 +290,10 @@ class BrainPropMonitor(keras.callbacks.Callback):
                 feedback_diagnostics.write_summaries(
                     f"{unit}/feedback",
                     self.model.network,
-                    _slice(self._probe_x, 0, _PROBE_CHUNK),
+                    slice_samples(self._probe_x, 0, PROBE_CHUNK),
                     None
                     if self._probe_y is None
-                    else _slice(self._probe_y, 0, _PROBE_CHUNK),
+                    else slice_samples(self._probe_y, 0, PROBE_CHUNK),
                     self.model,
                     step,
                     self._probe_seed,
@@ -401,13 +303,13 @@ class BrainPropMonitor(keras.callbacks.Callback):
 
     def _write_probe(self, prefix, step):
         model = self.model
-        count = _num_samples(self._probe_x)
+        count = num_samples(self._probe_x)
         q_chunks = [
             model.network(
-                _slice(self._probe_x, start, start + _PROBE_CHUNK),
+                slice_samples(self._probe_x, start, start + PROBE_CHUNK),
                 training=False,
             )
-            for start in range(0, count, _PROBE_CHUNK)
+            for start in range(0, count, PROBE_CHUNK)
         ]
         q_values = tf.cast(tf.concat(q_chunks, 0), "float32")
         num_actions = q_values.shape[-1]
@@ -435,7 +337,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
             f"{prefix}/actions", probe.actions, num_actions, step
         )
         greedy = probe.greedy_actions.numpy()
-        labels = _class_labels(self._probe_y, num_actions)
+        labels = class_labels(self._probe_y, num_actions)
         for action in range(num_actions):
             tf.summary.scalar(
                 f"{prefix}/action_frequency/{action}",

@@ -1,0 +1,107 @@
+"""The monitor's probe: samples taken once from probe data, and their labels."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# The probe goes through the network in chunks of this many samples, so a
+# large probe of a deep network never holds all its activations at once.
+PROBE_CHUNK = 128
+
+
+def class_labels(y, num_actions):
+    """The probe's class labels `[n]`, or None if its targets hold none.
+
+    Labels are indices `[n]` or `[n, 1]`, or one-hot rows `[n, actions]`;
+    a reward table of other values has no classes to recall.
+    """
+    if y is None or len(tf.nest.flatten(y)) != 1:
+        return None
+    y = np.asarray(tf.nest.flatten(y)[0])
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 1:
+        labels = y.astype("int64")
+        in_range = (labels >= 0) & (labels < num_actions)
+        return labels if (labels == y).all() and in_range.all() else None
+    one_hot = y.ndim == 2 and y.shape[1] == num_actions
+    if one_hot and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
+        return y.argmax(axis=1)
+    return None
+
+
+def num_samples(structure):
+    return int(tf.shape(tf.nest.flatten(structure)[0])[0])
+
+
+def slice_samples(structure, start, stop):
+    return tf.nest.map_structure(lambda t: t[start:stop], structure)
+
+
+def _to_tensors(structure, name):
+    if structure is None:
+        return None
+    try:
+        tensors = tf.nest.map_structure(tf.convert_to_tensor, structure)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`probe_data` must be arrays (x, y) or a batched tf.data.Dataset "
+            f"of (x, y). Its {name} could not be read as tensors: {error}"
+        ) from error
+    for tensor in tf.nest.flatten(tensors):
+        if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+            raise ValueError(
+                "`probe_data` must hold numbers. Received: its "
+                f"{name} with dtype {tensor.dtype.name}"
+            )
+        if tensor.shape.rank == 0:
+            raise ValueError(
+                "`probe_data` must hold one row per sample. Received: its "
+                f"{name} as a scalar"
+            )
+    return tensors
+
+
+def _concat(parts):
+    if parts[0] is None:
+        return None
+    return tf.nest.map_structure(lambda *ts: tf.concat(ts, 0), *parts)
+
+
+def take_probe(probe_data, probe_size):
+    """Returns (x, y) tensors of the first `probe_size` probe samples."""
+    if probe_data is None:
+        return None, None
+    if isinstance(probe_data, tf.data.Dataset):
+        batches, taken = [], 0
+        for element in probe_data:
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
+            batches.append((_to_tensors(x, "x"), _to_tensors(y, "y")))
+            taken += num_samples(batches[-1][0])
+            if taken >= probe_size:
+                break
+        if not batches:
+            raise ValueError(
+                "`probe_data` must hold at least one sample. Received: an "
+                "empty dataset"
+            )
+        if len({y is None for _, y in batches}) > 1:
+            raise ValueError(
+                "`probe_data` must give targets `y` in every batch or in none."
+            )
+        x, y = (_concat(parts) for parts in zip(*batches))
+    else:
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(probe_data)
+        x, y = _to_tensors(x, "x"), _to_tensors(y, "y")
+    count = min(num_samples(x), probe_size)
+    if count == 0:
+        raise ValueError(
+            "`probe_data` must hold at least one sample. Received: 0 samples"
+        )
+    if y is not None and num_samples(y) != num_samples(x):
+        raise ValueError(
+            "`probe_data`'s x and y must hold the same number of samples. "
+            f"Received: {sorted({num_samples(x), num_samples(y)})} samples"
+        )
+    y = None if y is None else slice_samples(y, 0, count)
+    return slice_samples(x, 0, count), y
