@@ -173,3 +173,14 @@ def saving_legacy_h5():
     from keras.src.backend.common import global_state
 
     return bool(global_state.get_global_attribute("use_legacy_config", False))
+
+
+def set_direction(metric, direction):
+    """Tells Keras whether `metric` improves "up" or "down".
+
+    In mode "auto", Keras 3.15.1's EarlyStopping, ModelCheckpoint and
+    ReduceLROnPlateau read it from a metric's private `_direction`, which
+    its own metrics set in __init__ and a metric subclass has no public way
+    to declare (no upstream issue found); without it they refuse to run.
+    """
+    metric._direction = direction

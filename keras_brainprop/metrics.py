@@ -3,6 +3,9 @@
 import keras
 import tensorflow as tf
 
+from keras_brainprop import _keras_fixes
+from keras_brainprop import rewards
+
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class GreedyCoverage(keras.metrics.Metric):
@@ -99,3 +102,51 @@ class GreedyCoverage(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_actions": self.num_actions}
+
+
+@keras.saving.register_keras_serializable(package="keras_brainprop")
+class GreedyAccuracy(keras.metrics.MeanMetricWrapper):
+    """The share of samples whose greedy action earns the best reward.
+
+    What `"accuracy"` means in `BrainPropModel.compile(metrics=...)`: with
+    class labels (indices `[batch]` or `[batch, 1]`, or one-hot rows) the
+    share of samples whose largest Q-value is the correct class; with a
+    reward table, the share whose greedy action earns the row's largest
+    reward. Keras' own "accuracy" picks binary, sparse or categorical
+    accuracy from the shapes of the first batch, and keeps that choice
+    when the targets change form.
+
+    Args:
+        name: the metric's name.
+        dtype: the dtype of the result.
+
+    Input shape:
+        `y_true`: labels `[batch]` or `[batch, 1]`, or one-hot labels or a
+        reward table `[batch, actions]`; `y_pred`: Q-values
+        `[batch, actions]`; `sample_weight`: None or `[batch]`.
+
+    Output shape:
+        A scalar in `[0, 1]`.
+
+    Example:
+
+    >>> accuracy = GreedyAccuracy()
+    >>> accuracy.update_state([1, 2], [[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    >>> float(accuracy.result())  # Right for the first sample only.
+    0.5
+    """
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(fn=_greedy_accuracy, name=name, dtype=dtype)
+        _keras_fixes.set_direction(self, "up")
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def _greedy_accuracy(y_true, q_values):
+    q_values = tf.convert_to_tensor(q_values)
+    table = rewards.CorrectChoice().table(y_true, q_values.shape[-1])
+    greedy = tf.argmax(q_values, axis=-1, output_type="int32")
+    earned = tf.gather(table, greedy, batch_dims=1)
+    return tf.cast(tf.equal(earned, tf.reduce_max(table, axis=-1)), "float32")

@@ -1,5 +1,8 @@
 """BrainPropModel: trains a Keras classifier from reward with BrainProp."""
 
+import warnings
+
+import h5py
 import keras
 import tensorflow as tf
 
@@ -10,6 +13,7 @@ from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
 from keras_brainprop.callbacks._coverage_warning import CoverageWarning
 from keras_brainprop.callbacks._no_data_check import NoDataCheck
+from keras_brainprop.metrics import GreedyAccuracy
 from keras_brainprop.metrics import GreedyCoverage
 from keras_brainprop.step import brainprop_step
 
@@ -17,8 +21,20 @@ _LOSS_ERROR = (
     "BrainPropModel learns from reward, not from a loss: the network picks "
     "an action, gets a scalar reward and learns from the reward-prediction "
     "error of that action alone. Do not pass `loss` to compile(); choose the "
-    "reward with wrap(model, reward=...). Received: loss={loss!r}"
+    "reward with wrap(model, reward=...). Received: {}"
 )
+
+_H5_ERROR = (
+    "BrainPropModel saves to the native `.keras` format: the legacy HDF5 "
+    "format keeps neither its random-number states nor its own objects "
+    "(policy, reward), and does not load it back. Save with "
+    "model.save('model.keras'), or the network alone with "
+    "model.network.save(...). Received: a save to the legacy HDF5 format "
+    "(.h5)"
+)
+# The group of a `save_weights()` file holding what the network's weights
+# file lacks: the model's random-number states and the optimizer's state.
+_STATE_GROUP = "brainprop_model"
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
@@ -40,7 +56,9 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
     naming the actions left out) and the metrics given to `compile()`,
     computed on the Q-values (so "accuracy" is the greedy accuracy).
     `evaluate()` acts greedily and logs the same but `explore_rate` and
-    `greedy_coverage`. `predict()` returns Q-values. TensorFlow backend only.
+    `greedy_coverage`. `predict()` returns Q-values without
+    checking the inputs (NaN inputs give NaN Q-values); `export()` exports
+    that function. TensorFlow backend only.
 
     Args:
         network: a `keras.Model` with one output of shape `[batch, actions]`,
@@ -108,6 +126,7 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         self.reward_tracker = keras.metrics.Mean(name="reward")
         self.rpe_tracker = keras.metrics.Mean(name="rpe")
         self.explore_rate_tracker = keras.metrics.Mean(name="explore_rate")
+        self._warned_no_targets = False
         # Built now for Sequential and functional networks, else at the
         # first call.
         self.greedy_coverage_tracker = GreedyCoverage(
@@ -118,28 +137,39 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         self.built = network.built
 
     def call(self, inputs, training=None):
-        q_values = self.network(inputs, training=training)
-        _checks.check_q_values(q_values)
+        q_values = _checks.check_q_values(
+            self.network(inputs, training=training)
+        )
         # A subclassed network's number of actions is known from now on.
         self.greedy_coverage_tracker.build(q_values.shape[-1])
         return q_values
 
     def build(self, input_shape):
         if not self.network.built:
-            self.network.build(input_shape)
+            # A symbolic call builds any network; build() would warn for a
+            # subclassed one without its own build() method.
+            self.network(
+                keras.tree.map_shape_structure(keras.KerasTensor, input_shape)
+            )
         self.built = True
 
     def compile(self, optimizer=None, loss=None, **kwargs):
         """Configures training; `optimizer` defaults to the paper's SGD(0.1).
 
         Accepts every argument of `keras.Model.compile` except `loss` (and
-        `loss_weights`): BrainProp's objective is fixed by the reward.
+        `loss_weights`): BrainProp's objective is fixed by the reward. In
+        `metrics` and `weighted_metrics`, "accuracy" (or "acc") is
+        `keras_brainprop.metrics.GreedyAccuracy`, for every form of targets.
         """
-        if loss is not None or kwargs.get("loss_weights") is not None:
-            raise ValueError(_LOSS_ERROR.format(loss=loss))
-        kwargs.pop("loss_weights", None)
+        loss_weights = kwargs.pop("loss_weights", None)
+        for name, value in [("loss", loss), ("loss_weights", loss_weights)]:
+            if value is not None:
+                raise ValueError(_LOSS_ERROR.format(f"{name}={value!r}"))
         if optimizer is None:
             optimizer = keras.optimizers.SGD(learning_rate=0.1)
+        for key in ("metrics", "weighted_metrics"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = _with_greedy_accuracy(kwargs[key])
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
@@ -151,18 +181,44 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
 
     @property
     def metrics(self):
-        # Our own "loss" tracker replaces the one compile() creates.
-        own = [
-            self.loss_tracker,
-            self.reward_tracker,
-            self.rpe_tracker,
-            self.explore_rate_tracker,
-            self.greedy_coverage_tracker,
+        # Those evaluate() returns, in its order, then those of training
+        # alone. Our own "loss" tracker replaces the one compile() creates;
+        # compiled metrics are left out until a batch with targets builds
+        # them (never, for a reward that needs none).
+        own = [self.loss_tracker, self.reward_tracker, self.rpe_tracker]
+        training = self._training_metrics()
+        compiled = _keras_fixes.compiled_metrics(self)
+        others = [
+            m
+            for m in _keras_fixes.without_compile_loss_tracker(
+                self, super().metrics
+            )
+            if all(m is not o for o in own + training)
+            and (m is not compiled or compiled.built)
         ]
-        others = _keras_fixes.without_compile_loss_tracker(
-            self, super().metrics
-        )
-        return own + [m for m in others if all(m is not o for o in own)]
+        return own + others + training
+
+    def _training_metrics(self):
+        # Logged by fit() alone: evaluation is greedy and explores nothing.
+        return [self.explore_rate_tracker, self.greedy_coverage_tracker]
+
+    @property
+    def metrics_names(self):
+        """The names of the values `evaluate()` returns, in their order.
+
+        `train_on_batch()` returns the same values followed by
+        `explore_rate` and `greedy_coverage`. The compiled metrics are
+        named once a batch with targets has built them.
+        """
+        compiled = _keras_fixes.compiled_metrics(self)
+        training = self._training_metrics()
+        names = []
+        for metric in self.metrics:
+            if metric is compiled:
+                names += [m.name for m in compiled.metrics]
+            elif all(metric is not m for m in training):
+                names.append(metric.name)
+        return names
 
     def _step_seed(self):
         # A fresh stateless seed per step and per replica, derived from the
@@ -191,6 +247,16 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         self.reward_tracker.update_state(step.rewards)
         self.rpe_tracker.update_state(step.reward_prediction_error)
         if y is None:  # A reward without targets: nothing to compare with.
+            compiled = _keras_fixes.compiled_metrics(self)
+            if compiled is not None and not self._warned_no_targets:
+                self._warned_no_targets = True
+                warnings.warn(
+                    "The metrics given to compile() compare the Q-values "
+                    "with targets, and this data has none (the reward needs "
+                    "none): they are skipped. Pass `y` to fit() or "
+                    "evaluate() to compute them. Received: y=None",
+                    stacklevel=2,
+                )
             return self.get_metrics_result()
         return self.compute_metrics(None, y, q_values, sample_weight)
 
@@ -210,6 +276,7 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         Unlike Keras, raises `ValueError` when an epoch gets no training
         data (an empty dataset), before any weight changes.
         """
+        _checks.check_target_dtype(y)  # Keras' own error names no target.
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             # First, so that it stops fit() before other callbacks act.
             callbacks = [
@@ -220,6 +287,26 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         return super().fit(
             x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs
         )
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Evaluates the greedy policy; arguments as `keras.Model.evaluate`.
+
+        Checks the inputs and targets as `fit()` does.
+        """
+        _checks.check_target_dtype(y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def make_train_function(self, force=False):
+        # A failed check raises with its own message first, also in graph
+        # mode (see `_checks.with_clear_errors`).
+        super().make_train_function(force)
+        self.train_function = _checks.with_clear_errors(self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        super().make_test_function(force)
+        self.test_function = _checks.with_clear_errors(self.test_function)
+        return self.test_function
 
     def _random_states(self):
         # Seed-generator states: the exploration seed and the counters of
@@ -248,6 +335,88 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
         # Files written before random states were saved have none.
         super().load_own_variables(
             {k: store[k] for k in store.keys() if not k.startswith("random_")}
+        )
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Saves the network's weights file, with this model's state added.
+
+        The file is the network's own `.weights.h5`, so the plain network
+        loads it (`network.load_weights(path)`), and so does a
+        BrainPropModel of the same network, which also reads what only it
+        uses: the optimizer's state and the random-number states
+        (exploration, dropout). `load_weights()` also takes a file the
+        plain network saved. Sharded files (`max_shard_size`) are written
+        for the network alone: `model.network.save_weights(...)`.
+        """
+        if max_shard_size is not None:
+            raise ValueError(
+                "BrainPropModel writes one `.weights.h5` file. For sharded "
+                "files of the network's weights alone, call "
+                "model.network.save_weights(path, max_shard_size=...). "
+                f"Received: max_shard_size={max_shard_size!r}"
+            )
+        self.network.save_weights(filepath, overwrite=overwrite)
+        stores = {"vars": {}, "optimizer": {}}
+        self.save_own_variables(stores["vars"])
+        optimizer = getattr(self, "optimizer", None)  # None if uncompiled.
+        if optimizer is not None and optimizer.built:
+            optimizer.save_own_variables(stores["optimizer"])
+        with h5py.File(filepath, "a") as file:
+            group = file.create_group(_STATE_GROUP)
+            for name, store in stores.items():
+                entries = group.create_group(name)
+                for key, value in store.items():
+                    entries[key] = tf.convert_to_tensor(value).numpy()
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads a weights file of this model or of the plain network.
+
+        See `save_weights()`; a `.keras` file loads as in Keras.
+        """
+        if not str(filepath).endswith(".weights.h5"):
+            return super().load_weights(filepath, skip_mismatch, **kwargs)
+        self.network.load_weights(filepath, skip_mismatch, **kwargs)
+        with h5py.File(filepath, "r") as file:
+            if _STATE_GROUP not in file:
+                return  # The plain network's file.
+            stores = {
+                name: {key: value[()] for key, value in entries.items()}
+                for name, entries in file[_STATE_GROUP].items()
+            }
+        self.load_own_variables(stores["vars"])
+        optimizer = getattr(self, "optimizer", None)
+        if stores["optimizer"] and optimizer is not None:
+            if not optimizer.built:
+                optimizer.build(self.trainable_variables)
+            optimizer.load_own_variables(stores["optimizer"])
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=None,
+        input_signature=None,
+        **kwargs,
+    ):
+        """Exports the Q-value function, `predict()`'s, for inference.
+
+        Arguments as `keras.Model.export`; the input signature defaults to
+        the network's inputs. The artifact's `serve(x)` returns the
+        Q-values, as `predict(x)` does; the greedy action is their argmax.
+
+        Example:
+
+        >>> model.export("q_values")
+        >>> tf.saved_model.load("q_values").serve(x)  # == model.predict(x)
+        """
+        if input_signature is None:
+            input_signature = _keras_fixes.input_signature(self.network)
+        return super().export(
+            filepath,
+            format=format,
+            verbose=verbose,
+            input_signature=input_signature,
+            **kwargs,
         )
 
     def train_step(self, data):
@@ -282,18 +451,20 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = _checks.check_batch(x, y, self.reward, self.network)
         q_values = self(x, training=False)
         step = brainprop_step(
             q_values, y, self.reward, sample_weight=sample_weight
         )
         loss = self._with_regularization(step.loss)
         logs = self._update_metrics(y, q_values, sample_weight, loss, step)
-        # Evaluation is greedy; coverage describes training.
-        logs.pop("explore_rate", None)
-        logs.pop("greedy_coverage", None)
+        for metric in self._training_metrics():
+            logs.pop(metric.name, None)
         return _keras_fixes.step_logs(logs, keep=["loss"])
 
     def get_config(self):
+        if _keras_fixes.saving_legacy_h5():
+            raise ValueError(_H5_ERROR)
         return {
             "name": self.name,
             "trainable": self.trainable,
@@ -312,6 +483,19 @@ class BrainPropModel(_keras_fixes.ReplicaSafeModel):
                 config.get(key), custom_objects=custom_objects
             )
         return cls(**config)
+
+
+def _with_greedy_accuracy(metrics):
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, (list, tuple)):
+        return metrics
+    return [
+        GreedyAccuracy(name=metric)
+        if isinstance(metric, str) and metric.lower() in ("accuracy", "acc")
+        else metric
+        for metric in metrics
+    ]
 
 
 def wrap(model, policy=None, reward=None, seed=None, feedback=None):

@@ -15,9 +15,12 @@ i.e. `jit_compile=True`, compiles TensorFlow assertions away).
 """
 
 import inspect
+import warnings
 
 import keras
 import tensorflow as tf
+
+from keras_brainprop import _checks
 
 
 def _is_label_vector(y, num_actions):
@@ -46,9 +49,10 @@ def _passed(checks):
 def _assert_all(valid, message, value):
     """Fails unless `valid` is all true, naming the first offending `value`.
 
-    Raises `tf.errors.InvalidArgumentError` at once in eager mode; in graph
-    mode returns the assertion ops, to run before anything that uses the
-    checked tensor. Either way the message ends with "Received: <value>".
+    Raises `InvalidInputError` (a `ValueError` and a
+    `tf.errors.InvalidArgumentError`) at once in eager mode; in graph mode
+    returns the assertion ops, to run before anything that uses the checked
+    tensor. Either way the message ends with "Received: <value>".
     """
     valid = tf.reshape(valid, [-1])
     value = tf.reshape(value, [-1])
@@ -60,9 +64,7 @@ def _assert_all(valid, message, value):
     received = tf.reduce_sum(tf.where(picked, value, tf.zeros_like(value)))
     if tf.executing_eagerly():
         if not bool(tf.reduce_all(valid)):
-            raise tf.errors.InvalidArgumentError(
-                None, None, f"{message} {received.numpy()}"
-            )
+            raise _checks.InvalidInputError(f"{message} {received.numpy()}")
         return []
     return [tf.debugging.Assert(tf.reduce_all(valid), [message, received])]
 
@@ -151,13 +153,14 @@ class CorrectChoice(Reward):
                 "or a reward table) to fit(), or give wrap() a reward "
                 "function that needs none. Received: y=None"
             )
+        _checks.check_target_dtype(y)
         y = tf.convert_to_tensor(y)
 
         def check_labels():
             return _check_labels(tf.reshape(y, [-1]), num_actions)
 
         def check_table():
-            return _assert_all(
+            checks = _assert_all(
                 tf.logical_and(
                     tf.equal(tf.rank(y), 2),
                     tf.equal(tf.shape(y)[-1], num_actions),
@@ -165,6 +168,15 @@ class CorrectChoice(Reward):
                 f"The reward table's width must equal the number of actions "
                 f"({num_actions}). Received: width",
                 tf.shape(y)[-1],
+            )
+            if not y.dtype.is_floating:
+                return checks
+            # Every entry, not only those the policy picks.
+            return checks + _assert_all(
+                tf.math.is_finite(y),
+                "One-hot labels and reward tables must be finite. Received: "
+                "entry",
+                y,
             )
 
         is_labels = _is_label_vector(y, num_actions)
@@ -182,23 +194,28 @@ class CorrectChoice(Reward):
         return check_table()
 
     def __call__(self, y, actions, num_actions):
-        checks = self.check_targets(y, num_actions)
+        with tf.control_dependencies(self.check_targets(y, num_actions)):
+            table = self.table(y, num_actions)
+        return tf.gather(table, tf.cast(actions, "int32"), batch_dims=1)
+
+    def table(self, y, num_actions):
+        """Returns every action's reward, float32 `[batch, num_actions]`.
+
+        The one-hot rows of class labels, or the reward table itself.
+        """
         y = tf.convert_to_tensor(y)
-        actions = tf.cast(actions, "int32")
 
         def from_labels():
             labels = tf.cast(tf.reshape(y, [-1]), "int32")
-            return tf.cast(tf.equal(labels, actions), "float32")
+            return tf.one_hot(labels, num_actions, dtype="float32")
 
         def from_table():
-            table = tf.reshape(tf.cast(y, "float32"), [-1, num_actions])
-            return tf.gather(table, actions, batch_dims=1)
+            return tf.reshape(tf.cast(y, "float32"), [-1, num_actions])
 
-        with tf.control_dependencies(checks):
-            is_labels = _is_label_vector(y, num_actions)
-            if isinstance(is_labels, tf.Tensor):
-                return tf.cond(is_labels, from_labels, from_table)
-            return from_labels() if is_labels else from_table()
+        is_labels = _is_label_vector(y, num_actions)
+        if isinstance(is_labels, tf.Tensor):
+            return tf.cond(is_labels, from_labels, from_table)
+        return from_labels() if is_labels else from_table()
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
@@ -207,7 +224,9 @@ class RewardFunction(Reward):
 
     Use it for noisy, delayed-by-design or probabilistic rewards. To save and
     reload a model that uses it, register the function with
-    `keras.saving.register_keras_serializable()`.
+    `keras.saving.register_keras_serializable()`; `get_config()` (called
+    when a model is saved) warns when it is not registered, since the saved
+    model would then not load in another process.
 
     Args:
         fn: a callable of `(y, actions)`; `y` is whatever the dataset gives
@@ -232,6 +251,17 @@ class RewardFunction(Reward):
         return self.fn(y, actions)
 
     def get_config(self):
+        # A function, or a callable object of a serializable class.
+        fn = self.fn if hasattr(self.fn, "__name__") else type(self.fn)
+        name = keras.saving.get_registered_name(fn)
+        if keras.saving.get_registered_object(name) is not fn:
+            warnings.warn(
+                f"The reward function {name!r} is not registered, so a model "
+                "saved with it will not load in another process. Register "
+                "it with @keras.saving.register_keras_serializable(). "
+                f"Received: reward={self.fn!r}",
+                stacklevel=2,
+            )
         return {"fn": keras.saving.serialize_keras_object(self.fn)}
 
     @classmethod
@@ -256,7 +286,8 @@ def check_rewards(rewards, batch_size):
     Raises:
         ValueError: for a wrong static shape or a non-numeric dtype.
         tf.errors.InvalidArgumentError: at run time for a wrong dynamic
-            shape or non-finite values.
+            shape or non-finite values (in eager mode an
+            `InvalidInputError`, also a `ValueError`).
     """
     rewards = tf.convert_to_tensor(rewards)
     if not (rewards.dtype.is_floating or rewards.dtype.is_integer):
