@@ -8,8 +8,10 @@ twice and prints both fingerprints, for the reproducibility test.
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -419,6 +421,182 @@ def test_backup_never_keeps_nan_weights(tmp_path):
     saved = [v for k, v in arrays.items() if k.startswith("model_")]
     assert len(saved) == len(model.variables)
     assert all(np.isfinite(value).all() for value in saved)
+
+
+def _fit_fails(model, match, *args, **kwargs):
+    """Asserts that fit() raises our error, whose message starts the text."""
+    with pytest.raises(ValueError, match=match) as error:
+        model.fit(*args, verbose=0, **kwargs)
+    assert isinstance(error.value, tf.errors.InvalidArgumentError)
+    return error.value
+
+
+@MODES
+@pytest.mark.parametrize("form", ["one_hot", "table"])
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf], ids=["nan", "inf"])
+def test_non_finite_target_tables_raise_before_the_update(
+    bad_value, form, run_eagerly
+):
+    # The bad entry is one the greedy policy never picks (zero Q-values
+    # choose action 0), so only a check of the whole table finds it.
+    network = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(4, kernel_initializer="zeros")]
+    )
+    model = kbp.wrap(network, policy="greedy")
+    model.compile(run_eagerly=run_eagerly)
+    x, y = toy_data(8)
+    table = np.eye(NUM_ACTIONS, dtype="float32")[y]
+    if form == "table":
+        table = table * 0.5 + 0.25
+    table[5, 3] = bad_value
+    before = network.get_weights()
+    _fit_fails(
+        model,
+        r"^One-hot labels and reward tables must be finite. Received: entry"
+        rf"\W*{bad_value}",
+        x,
+        table,
+        batch_size=8,
+    )
+    assert_unchanged(network, before)
+    assert int(model.optimizer.iterations) == 0
+
+
+@MODES
+def test_evaluate_checks_inputs_as_fit_does(run_eagerly):
+    model = compiled(dense_net(), run_eagerly)
+    x, y = toy_data(8)
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^The inputs must be finite") as e:
+        model.evaluate(x, y, batch_size=8, verbose=0)
+    assert "Received: inputs with NaN or Inf" in str(e.value)
+    with pytest.raises(ValueError, match=r"^Labels must be < 4"):
+        model.evaluate(np.zeros((4, 6), "float32"), np.array([0, 1, 2, 7]))
+    # predict() does not check its inputs (documented): NaN in, NaN out.
+    q_values = model.predict(x, verbose=0)
+    assert np.isnan(q_values[2]).all() and np.isfinite(q_values[3]).all()
+
+
+@MODES
+@pytest.mark.parametrize("container", ["dict", "list"])
+def test_single_entry_output_containers_are_the_q_values(
+    container, run_eagerly
+):
+    inputs = keras.Input((6,))
+    q_values = keras.layers.Dense(NUM_ACTIONS)(inputs)
+    outputs = {"q": q_values} if container == "dict" else [q_values]
+    network = keras.Model(inputs, outputs)
+    model = compiled(network, run_eagerly)
+    x, y = toy_data(8)
+    model.fit(x, y, batch_size=8, verbose=0)
+    (expected,) = tf.nest.flatten(network(x))  # Keras unwraps a list.
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), expected.numpy(), atol=1e-6
+    )
+
+
+def test_two_entry_output_containers_are_refused():
+    inputs = keras.Input((6,))
+    outputs = {
+        "a": keras.layers.Dense(2)(inputs),
+        "b": keras.layers.Dense(2)(inputs),
+    }
+    with pytest.raises(ValueError, match="Received: a network with 2 outputs"):
+        kbp.wrap(keras.Model(inputs, outputs))
+
+
+@pytest.mark.parametrize("argument", ["loss", "loss_weights"])
+def test_loss_arguments_are_named_in_the_error(argument):
+    model = kbp.wrap(dense_net())
+    value = "mse" if argument == "loss" else [1.0]
+    with pytest.raises(
+        ValueError, match=re.escape(f"Received: {argument}={value!r}")
+    ):
+        model.compile(**{argument: value})
+
+
+@MODES
+def test_batches_of_different_lengths_name_both(run_eagerly):
+    x, y = toy_data(16)
+    dataset = tf.data.Dataset.zip(
+        (
+            tf.data.Dataset.from_tensor_slices(x).batch(8),
+            tf.data.Dataset.from_tensor_slices(y).batch(6),
+        )
+    )
+    network = dense_net()
+    before = network.get_weights()
+    model = compiled(network, run_eagerly)
+    _fit_fails(
+        model,
+        r"^x and y must hold as many samples.*Received: a batch of x with "
+        r"8 samples and y with 6$",
+        dataset,
+    )
+    assert_unchanged(network, before)
+
+
+@MODES
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+def test_string_labels_say_what_labels_must_be(source, run_eagerly):
+    x, _ = toy_data(8)
+    labels = np.array(["cat", "dog"] * 4)
+    data = (x, labels)
+    if source == "dataset":
+        data = (tf.data.Dataset.from_tensor_slices(data).batch(4),)
+    model = compiled(dense_net(), run_eagerly)
+    with pytest.raises(
+        ValueError,
+        match=r"^Targets `y` must be numbers: integer class indices, one-hot "
+        r"rows or a float reward table.*Received: y with dtype (str|<U)",
+    ):
+        model.fit(*data, verbose=0)
+    with pytest.raises(ValueError, match=r"^Targets `y` must be numbers"):
+        model.evaluate(*data, verbose=0)
+
+
+def _reward_of_action_zero(y, actions):
+    return tf.cast(tf.equal(actions, 0), "float32")
+
+
+@keras.saving.register_keras_serializable(package="tests")
+def _registered_reward(y, actions):
+    return tf.cast(tf.equal(actions, 0), "float32")
+
+
+def test_unregistered_reward_functions_warn_when_saved(tmp_path):
+    for reward in (_reward_of_action_zero, lambda y, actions: actions * 0.0):
+        model = compiled(dense_net(), reward=reward)
+        with pytest.warns(UserWarning, match=r"is not registered.*register"):
+            model.save(tmp_path / "unregistered.keras")
+    model = compiled(dense_net(), reward=_registered_reward)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.save(tmp_path / "registered.keras")
+    assert keras.saving.load_model(tmp_path / "registered.keras").reward.fn is (
+        _registered_reward
+    )
+
+
+@MODES
+def test_check_errors_start_with_our_text(run_eagerly):
+    # In graph mode TensorFlow's error opens with its trace; ours opens
+    # with the check's message and keeps TensorFlow's as its cause (Keras'
+    # traceback filtering re-raises it `from None`: then as its context).
+    model = compiled(dense_net(), run_eagerly)
+    x, y = toy_data(8)
+    error = _fit_fails(
+        model,
+        r"^Labels must be < 4, the number of actions \(the width of the "
+        r"model's output\). Received: label\W*12$",
+        x,
+        np.where(y == 0, 12, y),
+        batch_size=8,
+    )
+    if not run_eagerly:
+        original = error.__cause__ or error.__context__
+        assert type(original) is tf.errors.InvalidArgumentError
+        assert str(original).startswith("Graph execution error")
 
 
 # Exact resumption.
