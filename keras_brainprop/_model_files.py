@@ -1,0 +1,131 @@
+"""BrainPropModel's files: weights with random states, weights files, export.
+
+A mixin of `BrainPropModel`: Keras saves weights only, while a BrainProp
+model must also restore its random-number states (exploration, dropout) to
+continue exactly; and its weights files are the network's own, so the
+trained network deploys without the wrapper.
+"""
+
+import h5py
+import tensorflow as tf
+
+from keras_brainprop import _keras_fixes
+
+# The group of a `save_weights()` file holding what the network's weights
+# file lacks: the model's random-number states and the optimizer's state.
+_STATE_GROUP = "brainprop_model"
+
+
+class ModelFiles:
+    """Saving and exporting for a `keras.Model` with a `network`."""
+
+    def _random_states(self):
+        # Seed-generator states: the exploration seed and the counters of
+        # dropout and other random layers. Keras saves weights only.
+        weights = {id(weight) for weight in self.weights}
+        return [v for v in self.variables if id(v) not in weights]
+
+    def save_own_variables(self, store):
+        # Saved with the weights so that a reloaded or restored model draws
+        # the same dropout masks and exploration as the original would.
+        super().save_own_variables(store)
+        for i, state in enumerate(self._random_states()):
+            store[f"random_state_{i}"] = state
+
+    def load_own_variables(self, store):
+        states = self._random_states()
+        saved = [key for key in store.keys() if key.startswith("random_")]
+        if saved and len(saved) != len(states):
+            raise ValueError(
+                f"The saved model has {len(saved)} random-number states but "
+                f"this one has {len(states)}: the networks differ. Received: "
+                f"{sorted(saved)}"
+            )
+        for i, state in enumerate(states if saved else []):
+            state.assign(store[f"random_state_{i}"])
+        # Files written before random states were saved have none.
+        super().load_own_variables(
+            {k: store[k] for k in store.keys() if not k.startswith("random_")}
+        )
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Saves the network's weights file, with this model's state added.
+
+        The file is the network's own `.weights.h5`, so the plain network
+        loads it (`network.load_weights(path)`), and so does a
+        BrainPropModel of the same network, which also reads what only it
+        uses: the optimizer's state and the random-number states
+        (exploration, dropout). `load_weights()` also takes a file the
+        plain network saved. Sharded files (`max_shard_size`) are written
+        for the network alone: `model.network.save_weights(...)`.
+        """
+        if max_shard_size is not None:
+            raise ValueError(
+                "BrainPropModel writes one `.weights.h5` file. For sharded "
+                "files of the network's weights alone, call "
+                "model.network.save_weights(path, max_shard_size=...). "
+                f"Received: max_shard_size={max_shard_size!r}"
+            )
+        self.network.save_weights(filepath, overwrite=overwrite)
+        stores = {"vars": {}, "optimizer": {}}
+        self.save_own_variables(stores["vars"])
+        optimizer = getattr(self, "optimizer", None)  # None if uncompiled.
+        if optimizer is not None and optimizer.built:
+            optimizer.save_own_variables(stores["optimizer"])
+        with h5py.File(filepath, "a") as file:
+            group = file.create_group(_STATE_GROUP)
+            for name, store in stores.items():
+                entries = group.create_group(name)
+                for key, value in store.items():
+                    entries[key] = tf.convert_to_tensor(value).numpy()
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads a weights file of this model or of the plain network.
+
+        See `save_weights()`; a `.keras` file loads as in Keras.
+        """
+        if not str(filepath).endswith(".weights.h5"):
+            return super().load_weights(filepath, skip_mismatch, **kwargs)
+        self.network.load_weights(filepath, skip_mismatch, **kwargs)
+        with h5py.File(filepath, "r") as file:
+            if _STATE_GROUP not in file:
+                return  # The plain network's file.
+            stores = {
+                name: {key: value[()] for key, value in entries.items()}
+                for name, entries in file[_STATE_GROUP].items()
+            }
+        self.load_own_variables(stores["vars"])
+        optimizer = getattr(self, "optimizer", None)
+        if stores["optimizer"] and optimizer is not None:
+            if not optimizer.built:
+                optimizer.build(self.trainable_variables)
+            optimizer.load_own_variables(stores["optimizer"])
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=None,
+        input_signature=None,
+        **kwargs,
+    ):
+        """Exports the Q-value function, `predict()`'s, for inference.
+
+        Arguments as `keras.Model.export`; the input signature defaults to
+        the network's inputs. The artifact's `serve(x)` returns the
+        Q-values, as `predict(x)` does; the greedy action is their argmax.
+
+        Example:
+
+        >>> model.export("q_values")
+        >>> tf.saved_model.load("q_values").serve(x)  # == model.predict(x)
+        """
+        if input_signature is None:
+            input_signature = _keras_fixes.input_signature(self.network)
+        return super().export(
+            filepath,
+            format=format,
+            verbose=verbose,
+            input_signature=input_signature,
+            **kwargs,
+        )
