@@ -11,6 +11,7 @@ from keras_brainprop import datasets
 from keras_brainprop import experiment
 from keras_brainprop import feedback
 from keras_brainprop import layers
+from keras_brainprop import metrics
 from keras_brainprop import policies
 from keras_brainprop import rewards
 from keras_brainprop.backprop_model import BackpropModel
@@ -31,6 +32,7 @@ __all__ = [
     "experiment",
     "feedback",
     "layers",
+    "metrics",
     "policies",
     "rewards",
     "wrap",
