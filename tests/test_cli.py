@@ -375,6 +375,7 @@ def test_help_lists_every_flag_with_its_default():
         "cpu_replicas": "'0'",
         "dataset": "'digits'",
         "epochs": "'40'",
+        "feedback": "'symmetric'",
         "seeds": "'0'",
         "strategy": "'default'",
         "verbose": "'0'",
