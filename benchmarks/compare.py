@@ -39,10 +39,10 @@ Quick smoke run:
         --epochs=2 --max_train_examples=256 --output_dir=/tmp/compare_smoke
 """
 
-import dataclasses
 import json
 import os
 
+import _pooling
 import numpy as np
 from absl import flags
 
@@ -80,27 +80,7 @@ flags.DEFINE_list(
 
 # BrainProp's speed is judged by the epochs it needs to get this close to
 # the best validation accuracy of backprop.
-_TARGET_FRACTION = 0.99
-
 _LABELS = {"brainprop": "BrainProp", "backprop": "EBP"}
-
-
-def _epochs_to_reach(val_accuracy, target):
-    """The first (1-based) epoch with `val_accuracy >= target`, or None."""
-    for epoch, value in enumerate(val_accuracy, start=1):
-        if value >= target:
-            return epoch
-    return None
-
-
-def _mean_curve(histories):
-    """Mean validation accuracy per epoch over the seeds that ran it."""
-    curves = [history.get("val_accuracy", []) for history in histories]
-    length = max(len(curve) for curve in curves)
-    return [
-        float(np.mean([curve[epoch] for curve in curves if epoch < len(curve)]))
-        for epoch in range(length)
-    ]
 
 
 def compare(results):
@@ -116,14 +96,11 @@ def compare(results):
         per seed and their mean, and the seconds per epoch; plus the ratios
         BrainProp / EBP.
     """
-    backprop_best = [
-        max(h.get("val_accuracy", [0.0])) for h in results["backprop"].histories
-    ]
-    target = _TARGET_FRACTION * float(np.mean(backprop_best))
+    target = _pooling.target_accuracy(results["backprop"])
     comparison = {"target_val_accuracy": target}
     for algorithm, result in results.items():
         reached = [
-            _epochs_to_reach(history.get("val_accuracy", []), target)
+            _pooling.epochs_to_reach(history.get("val_accuracy", []), target)
             for history in result.histories
         ]
         hits = [epochs for epochs in reached if epochs is not None]
@@ -134,7 +111,7 @@ def compare(results):
             "mean_epochs_to_target": float(np.mean(hits)) if hits else None,
             "seeds_reaching_target": len(hits),
             "mean_seconds_per_epoch": result.mean_seconds_per_epoch,
-            "mean_val_accuracy_curve": _mean_curve(result.histories),
+            "mean_val_accuracy_curve": _pooling.mean_curve(result.histories),
         }
     brainprop, backprop = comparison["brainprop"], comparison["backprop"]
 
@@ -194,7 +171,7 @@ def markdown_table(comparisons):
         "algorithm",
         "seeds",
         "test accuracy (mean ± std)",
-        f"epochs to {_TARGET_FRACTION:.0%} of EBP best val. acc.",
+        f"epochs to {_pooling.TARGET_FRACTION:.0%} of EBP best val. acc.",
         "s/epoch",
     ]
     return cli.markdown_table(header, rows)
@@ -209,18 +186,6 @@ def _save(output_dir, settings, raw, comparisons, table):
         )
     with open(os.path.join(output_dir, "results.md"), "w") as file:
         file.write(table + "\n")
-
-
-def _protocol(result):
-    """What must agree for two results' seeds to be pooled."""
-    return (
-        result.dataset,
-        result.hyperparameters,
-        result.max_epochs,
-        result.num_train_examples,
-        result.num_validation_examples,
-        result.num_test_examples,
-    )
 
 
 def load_results(paths):
@@ -243,13 +208,7 @@ def load_results(paths):
     """
     pooled = {}
     for path in paths:
-        if os.path.isdir(path):
-            path = os.path.join(path, "results.json")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                "Expected a results.json written by benchmarks/compare.py, "
-                f"or its folder. Received: {path}"
-            )
+        path = _pooling.results_path(path, "compare.py")
         with open(path) as file:
             runs = json.load(file)["runs"]
         for network, by_algorithm in runs.items():
@@ -257,7 +216,9 @@ def load_results(paths):
                 result = experiment.Result.from_dict(data)
                 earlier = pooled.setdefault(network, {}).get(result.algorithm)
                 if earlier is not None:
-                    result = _pool(earlier, result, network, path)
+                    result = _pooling.pool(
+                        earlier, result, f"{network} {result.algorithm}", path
+                    )
                 pooled[network][result.algorithm] = result
     datasets = {
         result.dataset
@@ -276,24 +237,6 @@ def load_results(paths):
                 f"{sorted(algorithms.NAMES)}. Received: {sorted(by_algorithm)}"
             )
     return pooled
-
-
-def _pool(earlier, result, network, path):
-    name = f"{network} {result.algorithm}"
-    if _protocol(earlier) != _protocol(result):
-        raise ValueError(
-            f"The {name} runs of {path} used another dataset or protocol "
-            f"than earlier files: {_protocol(result)} versus "
-            f"{_protocol(earlier)}."
-        )
-    repeated = set(earlier.seeds) & set(result.seeds)
-    if repeated:
-        raise ValueError(
-            f"Seeds {sorted(repeated)} of {name} appear in more than one "
-            f"file (last: {path}); each seed must be merged once."
-        )
-    runs = sorted(earlier.runs + result.runs, key=lambda run: run.seed)
-    return dataclasses.replace(earlier, runs=runs)
 
 
 def report(results, output_dir=None, settings=None):

@@ -1,39 +1,51 @@
-r"""Which classes BrainProp learns, for several exploration rates.
+r"""Exploration policies side by side, each beside backprop, in one run.
 
-BrainProp only learns about the action it chose. An output unit whose
-Q-values stay below the others' is chosen only when the policy explores
-(probability `epsilon`, 0.02 in the paper, of a Boltzmann draw), so the
-class it stands for can stay unlearned for many epochs while every other
-class is learned as well as by backprop. This script trains one network
-with BrainProp for each `--epsilons` value (same seeds, data and protocol,
-`keras_brainprop.experiment`) and reports, on the test set with the kept
-(best-validation) weights:
+BrainProp only learns about the action it chose. An output unit that is
+never the greedy choice learns only when the policy explores, so a class can
+stay unlearned for many epochs while backprop, which trains every output
+unit on every sample, learns it at once. This script trains one network
+with backprop and with BrainProp under each `--policies` entry (same seeds,
+data and protocol, `keras_brainprop.experiment`) and reports per network
+and policy, on the test set with the kept (best-validation) weights:
 
 - test accuracy, mean ± std over seeds;
-- classes learned: classes whose recall is at least `--learned_recall`;
-- the lowest recall of any class, and the mean Q-value of its output unit
-  (about 0 for a unit that is never chosen);
-- the best validation accuracy and its epoch, and seconds per epoch.
+- epochs to 99% of backprop's best validation accuracy (mean over the seeds
+  that reach it; how many did is in brackets), and that mean over
+  backprop's own;
+- the first epoch whose `greedy_coverage` (the share of actions that were
+  the greedy choice of at least one training sample) is 1.0, per seed;
+- classes whose test recall is below `--learned_recall`, per seed;
+- seconds per epoch.
 
-It prints a markdown table and, with `--output_dir`, writes `results.json`,
-`results.md` and `curves.png` (validation accuracy per epoch of each rate)
-next to the per-run folders of `experiment.run`.
+A policy is given as `NAME[:PARAMETER=VALUE...]`: "paper" (the paper's
+`EpsilonBoltzmann(0.02, 1)`) or a name of `keras_brainprop.policies.get`
+with its constructor's parameters, e.g. `epsilon_boltzmann:epsilon=0.2` or
+`discovery:bonus=0.03:min_share=0.5`.
 
-Command (the paper's dense net on Fashion-MNIST, 30 epochs):
+Writes `results.json` (rewritten after every run, so an interrupted run
+keeps what it finished), `results.md` and `curves_<network>.png` (mean
+validation accuracy per epoch) into `--output_dir`, next to the per-run
+folders of `experiment.run`. `--merge` pools the `results.json` of runs made
+one seed or network per process.
 
-    python benchmarks/exploration.py --dataset=fashion_mnist \
-        --architecture=dense --epsilons=0.02,0.2 --seeds=1 --epochs=30 \
+Command (the README's table: one process per network and seed, merged):
+
+    python benchmarks/exploration.py --architecture=dense --seeds=1 \
+        --epochs=15 --max_train_examples=12000 \
+        --output_dir=/tmp/exploration_dense_s1
+    python benchmarks/exploration.py \
+        --merge=/tmp/exploration_dense_s1,/tmp/exploration_dense_s2 \
         --output_dir=/tmp/exploration
 
 Quick smoke run:
 
     python benchmarks/exploration.py --dataset=digits --architecture=mlp \
-        --epochs=2 --max_train_examples=256
+        --epochs=2 --max_train_examples=256 --output_dir=/tmp/exploration_smoke
 """
 
-import json
 import os
 
+import _pooling
 import numpy as np
 from absl import flags
 
@@ -48,29 +60,74 @@ cli.define_flags(
     dataset="fashion_mnist", architecture="dense", algorithm=None, verbose=2
 )
 flags.DEFINE_list(
-    "epsilons",
-    ["0.02", "0.2"],
-    "Comma-separated exploration rates of `policies.EpsilonBoltzmann` "
-    "(temperature 1); the paper uses 0.02.",
-)
-
-
-def _valid_epsilons(values):
-    try:
-        return bool(values) and all(0.0 <= float(v) <= 1.0 for v in values)
-    except ValueError:
-        return False
-
-
-flags.register_validator(
-    "epsilons",
-    _valid_epsilons,
-    message="--epsilons must be comma-separated numbers in [0, 1].",
+    "policies",
+    [
+        "paper",
+        "discovery",
+        "epsilon_boltzmann:epsilon=0.2",
+        "discovery:bonus=0.03",
+    ],
+    "Comma-separated BrainProp policies, each NAME[:PARAMETER=VALUE...]: "
+    "'paper' or a name of keras_brainprop.policies.get.",
 )
 flags.DEFINE_float(
     "learned_recall",
     0.5,
     "A class counts as learned when its test recall is at least this.",
+)
+flags.DEFINE_list(
+    "merge",
+    [],
+    "`results.json` files (or their folders) of earlier runs of this "
+    "script: nothing is trained, their runs are pooled and reported.",
+)
+
+BACKPROP = "backprop"
+
+
+def parse_policy(spec):
+    """The policy of a `--policies` entry, `NAME[:PARAMETER=VALUE...]`.
+
+    Example:
+
+    >>> parse_policy("epsilon_boltzmann:epsilon=0.2")
+    EpsilonBoltzmann(epsilon=0.2, temperature=1.0)
+    """
+    name, *options = spec.split(":")
+    if name == "paper":
+        if options:
+            raise ValueError(f"'paper' takes no parameters. Received: {spec}")
+        return policies.EpsilonBoltzmann()
+    parameters = {}
+    for option in options:
+        key, equals, value = option.partition("=")
+        if not equals:
+            raise ValueError(
+                f"Policy parameters are PARAMETER=VALUE. Received: {option!r} "
+                f"in {spec!r}"
+            )
+        parameters[key] = float(value)
+    try:
+        return type(policies.get(name))(**parameters)
+    except TypeError as error:
+        raise ValueError(f"Bad parameters in {spec!r}: {error}") from None
+
+
+def _valid_policies(specs):
+    if not specs or BACKPROP in specs:
+        return False
+    try:
+        for spec in specs:
+            parse_policy(spec)
+    except ValueError as error:
+        raise flags.ValidationError(f"--policies: {error}") from None
+    return True
+
+
+flags.register_validator(
+    "policies",
+    _valid_policies,
+    message="--policies must list policies, not 'backprop' (always trained).",
 )
 
 
@@ -105,133 +162,158 @@ def train_and_report(reports):
     """A `train_fn` for `experiment.run` that also reports on the classes.
 
     Trains as `experiment.train` does. After `fit` (best weights restored),
-    the class report of the seed's test data is appended to `reports`.
+    the class report of the seed's test data is stored in `reports` under
+    the seed.
     """
 
     def train_fn(seed_run):
         history = experiment.train(seed_run)
-        reports.append(
-            class_report(
-                history.model, seed_run.splits.test, seed_run.num_classes
-            )
+        network = getattr(history.model, "network", history.model)
+        reports[str(seed_run.seed)] = class_report(
+            network, seed_run.splits.test, seed_run.num_classes
         )
         return history
 
     return train_fn
 
 
-def summarize(result, reports, learned_recall):
-    """One row of the table: the seeds' results and class reports."""
-    recalls = np.array([report["recall"] for report in reports])
-    # A class absent from the test data has a NaN recall: skip it.
-    worst = np.nanargmin(recalls, axis=1)
-    return {
-        "seeds": result.seeds,
-        "mean_test_accuracy": result.mean_test_accuracy,
-        "std_test_accuracy": result.std_test_accuracy,
-        "classes_learned": [
-            int(np.sum(row >= learned_recall)) for row in recalls
-        ],
-        "lowest_recall": [float(np.nanmin(row)) for row in recalls],
-        "lowest_recall_class": worst.tolist(),
-        "mean_q_of_lowest_class": [
-            report["mean_q"][c] for report, c in zip(reports, worst)
-        ],
-        "best_val_accuracy": [run.best_val_accuracy for run in result.runs],
-        "best_epoch": result.best_epochs,
-        "mean_seconds_per_epoch": result.mean_seconds_per_epoch,
-        "class_reports": reports,
-        "val_accuracy_curves": [
-            run.history.get("val_accuracy", []) for run in result.runs
-        ],
-    }
+def first_full_coverage(history):
+    """The first (1-based) epoch with `greedy_coverage` 1.0, or None."""
+    return _pooling.epochs_to_reach(history.get("greedy_coverage", []), 1.0)
 
 
-def markdown_table(rows, num_classes):
-    """The rows of `summarize`, keyed by epsilon, as a markdown table."""
+def _key(entry):
+    return (entry["result"].architecture, entry["policy"])
+
+
+def _per_seed(values):
+    return ", ".join("–" if value is None else str(value) for value in values)
+
+
+def table(entries, learned_recall):
+    """The markdown table of pooled entries (see the module docstring)."""
     fmt = cli.format_number
-
-    def joined(values, digits):
-        return ", ".join(fmt(float(value), digits) for value in values)
-
-    table = []
-    for epsilon, row in rows.items():
-        best = zip(row["best_val_accuracy"], row["best_epoch"])
-        table.append(
-            [
-                f"{epsilon:g}",
-                str(len(row["seeds"])),
-                f"{fmt(row['mean_test_accuracy'])} ± "
-                f"{fmt(row['std_test_accuracy'])}",
-                ", ".join(str(n) for n in row["classes_learned"]),
-                joined(row["lowest_recall"], 2),
-                joined(row["mean_q_of_lowest_class"], 3),
-                ", ".join(f"{value:.4f} ({epoch})" for value, epoch in best),
-                fmt(row["mean_seconds_per_epoch"], 2),
+    by_key = {_key(entry): entry for entry in entries}
+    rows = []
+    for network in dict.fromkeys(key[0] for key in by_key):
+        baseline = by_key.get((network, BACKPROP))
+        if baseline is None:
+            raise ValueError(
+                f"Network {network!r} needs a backprop run: its best "
+                "validation accuracy is the target."
+            )
+        target = _pooling.target_accuracy(baseline["result"])
+        baseline_epochs = None
+        for (name, policy), entry in by_key.items():
+            if name != network:
+                continue
+            result = entry["result"]
+            reached = [
+                _pooling.epochs_to_reach(h.get("val_accuracy", []), target)
+                for h in result.histories
             ]
-        )
+            hits = [epochs for epochs in reached if epochs is not None]
+            mean_epochs = float(np.mean(hits)) if hits else None
+            if policy == BACKPROP:
+                baseline_epochs = mean_epochs
+            ratio = None
+            if mean_epochs is not None and baseline_epochs:
+                ratio = mean_epochs / baseline_epochs
+            coverage = "n/a"
+            unlearned = "n/a"
+            if policy != BACKPROP:
+                coverage = _per_seed(
+                    first_full_coverage(h) for h in result.histories
+                )
+                unlearned = _per_seed(
+                    int(
+                        np.sum(
+                            np.array(entry["reports"][str(s)]["recall"])
+                            < learned_recall
+                        )
+                    )
+                    for s in result.seeds
+                )
+            rows.append(
+                [
+                    network,
+                    policy,
+                    str(len(result.runs)),
+                    f"{fmt(result.mean_test_accuracy)} ± "
+                    f"{fmt(result.std_test_accuracy)}",
+                    f"{fmt(mean_epochs, 1)} ({len(hits)}/{len(reached)})",
+                    fmt(ratio, 2),
+                    coverage,
+                    unlearned,
+                    fmt(result.mean_seconds_per_epoch, 1),
+                ]
+            )
     header = [
-        "epsilon",
+        "network",
+        "policy",
         "seeds",
-        "test accuracy",
-        f"classes learned (of {num_classes})",
-        "lowest class recall",
-        "its unit's mean Q",
-        "best val. acc. (epoch)",
+        "test accuracy (mean ± std)",
+        f"epochs to {_pooling.TARGET_FRACTION:.0%} of backprop's best",
+        "vs backprop",
+        "first epoch with greedy_coverage 1.0",
+        f"classes with recall < {learned_recall:g}",
         "s/epoch",
     ]
-    return cli.markdown_table(header, table)
+    return cli.markdown_table(header, rows)
+
+
+def report(entries, learned_recall, output_dir=None):
+    """Prints the table and, with `output_dir`, writes the results."""
+    markdown = table(entries, learned_recall)
+    _pooling.write_results(entries, markdown, output_dir)
+    if output_dir is None:
+        return markdown
+    for network in dict.fromkeys(_key(entry)[0] for entry in entries):
+        experiment.plot_curves(
+            {
+                entry["policy"]: _pooling.mean_curve(entry["result"].histories)
+                for entry in entries
+                if _key(entry)[0] == network
+            },
+            os.path.join(output_dir, f"curves_{network}.png"),
+            title=f"{network}: validation accuracy per exploration policy",
+            ylabel="validation accuracy (mean over seeds)",
+        )
+    return markdown
 
 
 def main(argv):
     del argv  # Unused.
-    epsilons = [float(value) for value in FLAGS.epsilons]
     run_kwargs = cli.run_kwargs()
-    base_dir = run_kwargs.pop("output_dir")
-    rows, num_classes = {}, None
-    for epsilon in epsilons:
-        reports = []
-        policy = policies.EpsilonBoltzmann(epsilon=epsilon)
+    output_dir = run_kwargs.pop("output_dir")
+    if output_dir is not None:
+        os.makedirs(output_dir, exist_ok=True)
+    if FLAGS.merge:
+        entries = _pooling.load_entries(FLAGS.merge, "exploration.py", _key)
+        report(entries, FLAGS.learned_recall, output_dir)
+        return
+    # Backprop first: its best validation accuracy is every run's target.
+    runs = [(BACKPROP, algorithms.Backprop())] + [
+        (spec, algorithms.BrainProp(policy=parse_policy(spec)))
+        for spec in FLAGS.policies
+    ]
+    entries = []
+    for label, algorithm in runs:
+        reports = {}
+        folder = label.replace(":", "_").replace("=", "")
         result = experiment.run(
             FLAGS.dataset,
             FLAGS.architecture,
-            algorithms.BrainProp(policy=policy),
+            algorithm,
             train_fn=train_and_report(reports),
             output_dir=(
-                None
-                if base_dir is None
-                else os.path.join(base_dir, f"epsilon_{epsilon:g}")
+                None if output_dir is None else os.path.join(output_dir, folder)
             ),
             **run_kwargs,
         )
-        print(f"epsilon {epsilon:g}: {result.summary()}", flush=True)
-        num_classes = len(reports[0]["recall"])
-        rows[epsilon] = summarize(result, reports, FLAGS.learned_recall)
-    table = markdown_table(rows, num_classes)
-    print(f"\n{table}\n", flush=True)
-    if base_dir is None:
-        return
-    with open(os.path.join(base_dir, "results.json"), "w") as file:
-        json.dump({f"{eps:g}": row for eps, row in rows.items()}, file)
-    with open(os.path.join(base_dir, "results.md"), "w") as file:
-        file.write(table + "\n")
-    experiment.plot_curves(
-        {
-            f"epsilon {eps:g}": np.mean(
-                _truncated(row["val_accuracy_curves"]), axis=0
-            )
-            for eps, row in rows.items()
-        },
-        os.path.join(base_dir, "curves.png"),
-        title=f"{FLAGS.dataset} {FLAGS.architecture}: BrainProp by epsilon",
-        ylabel="validation accuracy (mean over seeds)",
-    )
-
-
-def _truncated(curves):
-    # Early stopping can end seeds at different epochs.
-    length = min(len(curve) for curve in curves)
-    return [curve[:length] for curve in curves]
+        print(f"{label}: {result.summary()}", flush=True)
+        entries.append({"policy": label, "result": result, "reports": reports})
+        report(entries, FLAGS.learned_recall, output_dir)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,10 @@ Quick smoke run:
         --epochs=2 --max_train_examples=256 --output_dir=/tmp/feedback_smoke
 """
 
-import dataclasses
-import json
 import math
 import os
 
+import _pooling
 import numpy as np
 from absl import flags
 
@@ -81,7 +80,6 @@ flags.register_validator(
     f"{architectures.ARCHITECTURES}.",
 )
 
-_TARGET_FRACTION = 0.99
 _LABELS = {"brainprop": "BrainProp", "backprop": "backprop"}
 
 
@@ -109,17 +107,6 @@ def _train_recording_angles(angles):
     return train_fn
 
 
-def _epochs_to_reach(val_accuracy, target):
-    return next(
-        (
-            epoch
-            for epoch, value in enumerate(val_accuracy, 1)
-            if value >= target
-        ),
-        None,
-    )
-
-
 def _key(entry):
     result = entry["result"]
     return (result.architecture, result.algorithm, result.feedback)
@@ -137,14 +124,13 @@ def table(entries):
                 f"Network {network!r} needs a symmetric backprop run: its "
                 "best validation accuracy is the target."
             )
-        best = [max(h["val_accuracy"]) for h in baseline["result"].histories]
-        target = _TARGET_FRACTION * float(np.mean(best))
+        target = _pooling.target_accuracy(baseline["result"])
         for (name, algorithm, rule), entry in by_key.items():
             if name != network:
                 continue
             result = entry["result"]
             reached = [
-                _epochs_to_reach(h["val_accuracy"], target)
+                _pooling.epochs_to_reach(h["val_accuracy"], target)
                 for h in result.histories
             ]
             hits = [epochs for epochs in reached if epochs is not None]
@@ -177,72 +163,28 @@ def table(entries):
         "feedback",
         "seeds",
         "test accuracy (mean ± std)",
-        f"epochs to {_TARGET_FRACTION:.0%} of symmetric backprop's best",
+        f"epochs to {_pooling.TARGET_FRACTION:.0%} of symmetric "
+        "backprop's best",
         "final angle W/B per layer (°)",
         "s/epoch vs symmetric",
     ]
     return cli.markdown_table(header, rows)
 
 
-def load_entries(paths):
-    """Reads `results.json` files of this script and pools their seeds."""
-    pooled = {}
-    for path in paths:
-        if os.path.isdir(path):
-            path = os.path.join(path, "results.json")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                "Expected a results.json written by benchmarks/feedback.py, "
-                f"or its folder. Received: {path}"
-            )
-        with open(path) as file:
-            for data in json.load(file)["runs"]:
-                entry = {
-                    "result": experiment.Result.from_dict(data["result"]),
-                    "angles": data["angles"],
-                }
-                earlier = pooled.get(_key(entry))
-                if earlier is not None:
-                    entry = _pool(earlier, entry, path)
-                pooled[_key(entry)] = entry
-    return list(pooled.values())
-
-
-def _pool(earlier, entry, path):
-    repeated = set(earlier["result"].seeds) & set(entry["result"].seeds)
-    if repeated:
-        raise ValueError(
-            f"Seeds {sorted(repeated)} of {_key(entry)} appear in more than "
-            f"one file (last: {path}); each seed must be merged once."
-        )
-    runs = sorted(
-        earlier["result"].runs + entry["result"].runs, key=lambda r: r.seed
-    )
-    return {
-        "result": dataclasses.replace(earlier["result"], runs=runs),
-        "angles": {**earlier["angles"], **entry["angles"]},
-    }
-
-
 def report(entries, output_dir=None):
     """Prints the table and, with `output_dir`, writes the results."""
     markdown = table(entries)
-    print(f"\n{markdown}\n", flush=True)
+    _pooling.write_results(entries, markdown, output_dir)
     if output_dir is None:
         return markdown
-    runs = [
-        {"result": entry["result"].to_dict(), "angles": entry["angles"]}
-        for entry in entries
-    ]
-    with open(os.path.join(output_dir, "results.json"), "w") as file:
-        json.dump({"runs": runs}, file, indent=2)
-    with open(os.path.join(output_dir, "results.md"), "w") as file:
-        file.write(markdown + "\n")
     for network in dict.fromkeys(_key(entry)[0] for entry in entries):
+        # One colour per rule; backprop solid, BrainProp dashed.
         curves = {
-            f"{_LABELS[algorithm]} {rule}": np.mean(
-                [h["val_accuracy"] for h in entry["result"].histories], axis=0
-            ).tolist()
+            f"{_LABELS[algorithm]} {rule}": (
+                _pooling.mean_curve(entry["result"].histories),
+                f"C{feedback.NAMES.index(rule)}"
+                + ("-" if algorithm == "backprop" else "--"),
+            )
             for entry in entries
             for name, algorithm, rule in [_key(entry)]
             if name == network
@@ -264,7 +206,8 @@ def main(argv):
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)
     if FLAGS.merge:
-        report(load_entries(FLAGS.merge), output_dir)
+        entries = _pooling.load_entries(FLAGS.merge, "feedback.py", _key)
+        report(entries, output_dir)
         return
     entries = []
     for network in FLAGS.architectures:

@@ -281,38 +281,56 @@ def test_compare_merge_rejects_repeated_seeds_and_other_protocols(tmp_path):
     assert "Traceback" not in completed.stderr
 
 
-def test_exploration_benchmark_reports_the_classes_learned(tmp_path):
+def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     completed = _run_benchmark(
         "exploration.py",
         "--dataset=digits",
         "--architecture=mlp",
-        "--epsilons=0.02,1",
+        "--policies=paper,epsilon_boltzmann:epsilon=1",
         "--seeds=1",
         "--epochs=2",
         "--max_train_examples=128",
         "--verbose=0",
-        f"--output_dir={tmp_path}",
+        f"--output_dir={tmp_path / 'run'}",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| 0.02 | 1 |" in completed.stdout
-    assert "| 1 | 1 |" in completed.stdout
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"0.02", "1"}
+    for row in (
+        "| mlp | backprop | 1 |",
+        "| mlp | paper | 1 |",
+        "| mlp | epsilon_boltzmann:epsilon=1 | 1 |",
+    ):
+        assert row in completed.stdout
+    runs = json.loads((tmp_path / "run" / "results.json").read_text())["runs"]
+    assert [run["policy"] for run in runs] == [
+        "backprop",
+        "paper",
+        "epsilon_boltzmann:epsilon=1",
+    ]
     _, labels = datasets.load_arrays("digits", split="test")
     counts = np.bincount(labels, minlength=10)
-    for epsilon, row in results.items():
-        (report,) = row["class_reports"]
+    for run in runs:
+        report = run["reports"]["1"]
         recall = np.array(report["recall"])
         # The class report uses the kept weights, the evaluated ones.
         assert np.sum(recall * counts) / counts.sum() == pytest.approx(
-            row["mean_test_accuracy"], abs=1e-6
+            run["result"]["runs"][0]["test_accuracy"], abs=1e-6
         )
-        assert row["classes_learned"] == [int(np.sum(recall >= 0.5))]
-        assert row["lowest_recall"] == [pytest.approx(recall.min())]
         assert len(report["mean_q"]) == 10
-        summary = tmp_path / f"epsilon_{epsilon}" / "digits_mlp_brainprop"
-        assert (summary / "summary.json").is_file()
-    assert (tmp_path / "curves.png").stat().st_size > 0
+    history = runs[2]["result"]["runs"][0]["history"]
+    # Exploring on every sample: the greedy choices are still counted.
+    assert len(history["greedy_coverage"]) == 2
+    assert (tmp_path / "run" / "curves_mlp.png").stat().st_size > 0
+    merged = _run_benchmark(
+        "exploration.py",
+        f"--merge={tmp_path / 'run'},{tmp_path / 'run'}",
+        f"--output_dir={tmp_path / 'merged'}",
+    )
+    assert merged.returncode != 0
+    assert "appear in more than one file" in merged.stderr
+    bad = _run_benchmark("exploration.py", "--policies=paper,greedy:speed=2")
+    assert bad.returncode != 0
+    assert "greedy:speed=2" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_feedback_benchmark_reports_each_rule(tmp_path):
