@@ -1,9 +1,9 @@
 """Shared test setup: quiet TensorFlow, a fresh Keras state per test, and
 the tf.distribute worker runs (`distributed_runs`).
 
-The README's test command runs the tests in two pytest-xdist workers with
-`--dist loadgroup`: the tests that read `distributed_runs` share one group,
-so its worker processes start once, in one pytest worker.
+The README's test command runs the tests in two pytest-xdist workers; each
+worker that runs a test reading `distributed_runs` starts those processes
+once for itself.
 """
 
 import os
@@ -23,9 +23,3 @@ def _fresh_keras_state():
     keras.utils.set_random_seed(1234)
     yield
     keras.config.set_dtype_policy("float32")
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "distributed_runs" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("distributed_runs"))
