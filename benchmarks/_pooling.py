@@ -33,9 +33,9 @@ def target_accuracy(baseline):
     return TARGET_FRACTION * float(np.mean(best))
 
 
-def mean_curve(histories, key="val_accuracy"):
-    """Mean of a per-epoch log over the seeds that ran each epoch."""
-    curves = [history.get(key, []) for history in histories]
+def mean_curve(histories):
+    """Mean validation accuracy per epoch over the seeds that ran it."""
+    curves = [history.get("val_accuracy", []) for history in histories]
     length = max(len(curve) for curve in curves)
     return [
         float(np.mean([curve[epoch] for curve in curves if epoch < len(curve)]))

@@ -281,6 +281,17 @@ def test_compare_merge_rejects_repeated_seeds_and_other_protocols(tmp_path):
     assert "Traceback" not in completed.stderr
 
 
+def _assert_merging_a_run_twice_fails(script, run_dir):
+    """`--merge` of one results folder twice repeats its seeds: an error."""
+    merged = _run_benchmark(
+        script,
+        f"--merge={run_dir},{run_dir}",
+        f"--output_dir={run_dir.parent / 'merged'}",
+    )
+    assert merged.returncode != 0
+    assert "appear in more than one file" in merged.stderr
+
+
 def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     completed = _run_benchmark(
         "exploration.py",
@@ -320,13 +331,7 @@ def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     # Exploring on every sample: the greedy choices are still counted.
     assert len(history["greedy_coverage"]) == 2
     assert (tmp_path / "run" / "curves_mlp.png").stat().st_size > 0
-    merged = _run_benchmark(
-        "exploration.py",
-        f"--merge={tmp_path / 'run'},{tmp_path / 'run'}",
-        f"--output_dir={tmp_path / 'merged'}",
-    )
-    assert merged.returncode != 0
-    assert "appear in more than one file" in merged.stderr
+    _assert_merging_a_run_twice_fails("exploration.py", tmp_path / "run")
     bad = _run_benchmark("exploration.py", "--policies=paper,greedy:speed=2")
     assert bad.returncode != 0
     assert "greedy:speed=2" in bad.stderr
@@ -362,13 +367,7 @@ def test_feedback_benchmark_reports_each_rule(tmp_path):
     # Two converted Dense layers; random feedback is far from the kernel.
     fa_angles = angles[("brainprop", "feedback_alignment")]["1"]
     assert len(fa_angles) == 2 and all(60 < a < 120 for a in fa_angles)
-    merged = _run_benchmark(
-        "feedback.py",
-        f"--merge={tmp_path / 'run'},{tmp_path / 'run'}",
-        f"--output_dir={tmp_path / 'merged'}",
-    )
-    assert merged.returncode != 0
-    assert "appear in more than one file" in merged.stderr
+    _assert_merging_a_run_twice_fails("feedback.py", tmp_path / "run")
 
 
 def _flag_help(text):
