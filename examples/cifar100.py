@@ -29,6 +29,12 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "feedback", "symmetric", kbp.feedback.NAMES, "Feedback rule of the error."
 )
+flags.DEFINE_enum(
+    "policy",
+    "epsilon_boltzmann",
+    kbp.policies.NAMES,
+    "BrainProp's action selection (epsilon_boltzmann: the paper's).",
+)
 flags.DEFINE_integer("epochs", 500, "At most; early stopping ends sooner.")
 flags.DEFINE_string("data_dir", None, "The folder holding CIFAR-100.")
 flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
@@ -52,7 +58,11 @@ def main(argv):
     info = kbp.datasets.info("cifar100")
 
     # BrainProp reads linear outputs as Q-values; backprop ends in softmax.
-    algorithm = kbp.algorithms.get(FLAGS.algorithm, feedback=FLAGS.feedback)
+    # The policy is BrainProp's choice of action; backprop has none.
+    options = {"feedback": FLAGS.feedback}
+    if FLAGS.algorithm == "brainprop":
+        options["policy"] = FLAGS.policy
+    algorithm = kbp.algorithms.get(FLAGS.algorithm, **options)
     network = kbp.architectures.build(
         FLAGS.architecture,
         info.input_shape,

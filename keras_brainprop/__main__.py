@@ -23,6 +23,12 @@ given by `TF_CONFIG`; only the chief, worker 0, writes `--output_dir` and
 
     python -m keras_brainprop --strategy=mirrored --cpu_replicas=2
 
+BrainProp acts with the paper's policy; `--policy=discovery` finds every
+class sooner where some are never the greedy choice, as on the dense net:
+
+    python -m keras_brainprop --dataset=fashion_mnist --architecture=dense \
+        --algorithm=brainprop --policy=discovery --epochs=15
+
 `--help` lists every flag with its default.
 """
 
@@ -34,6 +40,7 @@ from absl import flags
 from keras_brainprop import algorithms
 from keras_brainprop import cli
 from keras_brainprop import experiment
+from keras_brainprop import policies
 
 FLAGS = flags.FLAGS
 
@@ -45,6 +52,15 @@ cli.define_flags(
     epochs=40,
     verbose=0,
     strategy="default",
+)
+
+flags.DEFINE_enum(
+    "policy",
+    "epsilon_boltzmann",
+    policies.NAMES,
+    "BrainProp's action selection (keras_brainprop.policies): "
+    "epsilon_boltzmann is the paper's; discovery finds every class sooner "
+    "when some are never the greedy choice (README, 'Exploration').",
 )
 
 _LABELS = {"brainprop": "BrainProp", "backprop": "backprop (EBP)"}
@@ -93,8 +109,11 @@ def main(argv):
     start = time.perf_counter()
     # Only the chief reports; the other workers train alongside it.
     chief = cli.is_chief(strategy)
+    brainprop = algorithms.BrainProp(policy=FLAGS.policy)
     if FLAGS.algorithm == "both":
-        to_train = [algorithms.BrainProp(), algorithms.Backprop()]
+        to_train = [brainprop, algorithms.Backprop()]
+    elif FLAGS.algorithm == "brainprop":
+        to_train = [brainprop]
     else:
         to_train = [algorithms.get(FLAGS.algorithm)]
     results = []

@@ -416,6 +416,33 @@ _BY_NAME = {
     "discovery": Discovery,
 }
 
+# The names `get` takes, e.g. for a command-line flag.
+NAMES = tuple(_BY_NAME)
+
+
+def name(policy):
+    """Returns a short name of a policy: "paper" for the default.
+
+    "paper" when `get(policy)` is the paper's `EpsilonBoltzmann()` with its
+    default parameters, else the snake-case name of its class, e.g.
+    "discovery" (the parameters are not part of the name).
+
+    Example:
+
+    >>> name(None), name("discovery"), name(EpsilonBoltzmann(epsilon=0.2))
+    ('paper', 'discovery', 'epsilon_boltzmann')
+    """
+    policy = get(policy)
+    default = EpsilonBoltzmann()
+    if type(policy) is EpsilonBoltzmann and (
+        policy.get_config() == default.get_config()
+    ):
+        return "paper"
+    for key, cls in _BY_NAME.items():
+        if type(policy) is cls:
+            return key
+    return type(policy).__name__
+
 
 def get(identifier):
     """Returns a policy from an instance, a name, a config dict or None.

@@ -119,34 +119,40 @@ def _run_benchmark(script, *args):
 
 
 @pytest.mark.parametrize(
-    "args, expected",
+    "args, expected, folders",
     [
         # Both algorithms by default, then a table and the wall time.
         (
             ["--max_train_examples=64"],
             ["| BrainProp |", "| backprop (EBP) |", "Wall time"],
+            ["brainprop", "backprop"],
         ),
+        # A policy other than the paper's is BrainProp's and in its name.
         (
             [
                 "--strategy=mirrored",
                 "--cpu_replicas=2",
                 "--max_train_examples=128",
                 "--algorithm=both",
+                "--policy=discovery",
             ],
             ["2 replica(s)", "| backprop (EBP) |"],
+            ["brainprop_discovery", "backprop"],
         ),
     ],
-    ids=["end_to_end", "mirrored_on_cpu_replicas"],
+    ids=["end_to_end", "mirrored_on_cpu_replicas_with_a_policy"],
 )
-def test_demo_cli(tmp_path, args, expected):
+def test_demo_cli(tmp_path, args, expected, folders):
     completed = _run_python(
         "-m", "keras_brainprop", "--epochs=1", *args, f"--output_dir={tmp_path}"
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     for text in expected:
         assert text in completed.stdout
-    for algorithm in algorithms.NAMES:
-        assert (tmp_path / f"digits_mlp_{algorithm}" / "summary.json").is_file()
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == sorted(f"digits_mlp_{folder}" for folder in folders)
+    for folder in folders:
+        assert (tmp_path / f"digits_mlp_{folder}" / "summary.json").is_file()
 
 
 def test_compare_benchmark_smoke(tmp_path):
@@ -393,6 +399,7 @@ def test_help_lists_every_flag_with_its_default():
         "dataset": "'digits'",
         "epochs": "'40'",
         "feedback": "'symmetric'",
+        "policy": "'epsilon_boltzmann'",
         "seeds": "'0'",
         "strategy": "'default'",
         "verbose": "'0'",

@@ -231,6 +231,8 @@ def test_dataset_script(
         script,
         f"--architecture={architecture}",
         f"--algorithm={algorithm}",
+        # BrainProp's policy; backprop ignores it.
+        "--policy=discovery",
         "--epochs=1",
         f"--data_dir={request.getfixturevalue(data_dir)}",
         f"--logdir={tmp_path}",

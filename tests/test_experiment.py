@@ -271,6 +271,45 @@ def test_run_under_a_feedback_rule(tmp_path):
     assert experiment.Result.from_dict(data).feedback == "symmetric"
 
 
+def test_run_with_a_policy_names_it_and_backprop_ignores_it(tmp_path):
+    seen = []
+
+    def train_fn(seed_run):
+        seen.append(seed_run.algorithm)
+        return experiment.train(seed_run)
+
+    for algorithm in ("brainprop", "backprop"):
+        experiment.run(
+            "digits",
+            "mlp",
+            algorithm,
+            epochs=1,
+            output_dir=str(tmp_path),
+            policy="discovery",
+            train_fn=train_fn,
+            **TINY,
+        )
+    assert isinstance(seen[0].policy, str) and seen[0].policy == "discovery"
+    assert not hasattr(seen[1], "policy")
+    # The paper's policy, given or not, keeps the plain name.
+    experiment.run(
+        "digits",
+        "mlp",
+        algorithms.BrainProp(policy=policies.EpsilonBoltzmann()),
+        epochs=1,
+        output_dir=str(tmp_path),
+        **TINY,
+    )
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == [
+        "digits_mlp_backprop",
+        "digits_mlp_brainprop",
+        "digits_mlp_brainprop_discovery",
+    ]
+    with pytest.raises(ValueError, match="policy"):
+        experiment.run("digits", "mlp", policy="curious", epochs=1, **TINY)
+
+
 def test_result_reads_files_that_name_backprop_ebp(brainprop_run):
     data = dataclasses.replace(brainprop_run[0], algorithm="ebp").to_dict()
     assert data["algorithm"] == "ebp"

@@ -142,6 +142,16 @@ def test_get_by_name_and_default():
         policies.get("softmax")
 
 
+def test_every_name_gets_its_class_and_names_it_back():
+    for name in policies.NAMES:
+        assert policies.name(policies.get(name)) in (name, "paper")
+    assert policies.name(None) == policies.name("epsilon_boltzmann") == "paper"
+    assert policies.name(policies.EpsilonBoltzmann(epsilon=0.2)) == (
+        "epsilon_boltzmann"
+    )
+    assert policies.name(policies.Discovery(bonus=0.03)) == "discovery"
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

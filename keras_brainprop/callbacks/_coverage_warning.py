@@ -43,7 +43,9 @@ class CoverageWarning(keras.callbacks.Callback):
             "never the greedy choice (largest Q-value) for a training "
             "sample. Their output units learn only when exploration picks "
             "them, so their classes may be learned late or never. Try "
-            'kbp.wrap(network, policy="discovery"), more exploration (e.g. '
+            'kbp.wrap(network, policy="discovery") (--policy=discovery in '
+            "python -m keras_brainprop and the examples), more exploration "
+            "(e.g. "
             "policies.EpsilonBoltzmann(epsilon=0.1)) or more epochs. This "
             "warning is shown once per fit().",
             stacklevel=2,

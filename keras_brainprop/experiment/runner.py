@@ -11,6 +11,7 @@ from absl import logging
 
 from keras_brainprop import algorithms
 from keras_brainprop import architectures
+from keras_brainprop import policies
 from keras_brainprop.experiment import protocol
 from keras_brainprop.experiment import reporting
 from keras_brainprop.experiment.results import Result
@@ -194,6 +195,7 @@ def run(
     verbose=1,
     strategy=None,
     feedback=None,
+    policy=None,
     train_fn=train,
 ):
     """Trains and evaluates one network with one algorithm over seeds.
@@ -233,6 +235,11 @@ def run(
             own (default `Symmetric`). A rule other than "symmetric" is
             added to the output names: `<dataset>_<architecture>_<algorithm
             name>_<rule name>`.
+        policy: Optional action-selection policy (`keras_brainprop.
+            policies`) or its name, e.g. "discovery"; it replaces
+            BrainProp's own. An algorithm without a policy (backprop)
+            ignores it. A policy other than the paper's is added to the
+            output names after the rule: `..._<policies.name(policy)>`.
         train_fn: A function of a `SeedRun` that builds, compiles and fits
             the network and returns the `History`; default `train`.
 
@@ -250,6 +257,8 @@ def run(
     algorithm = algorithms.get(algorithm)
     if feedback is not None:
         algorithm = dataclasses.replace(algorithm, feedback=feedback)
+    if policy is not None and hasattr(algorithm, "policy"):
+        algorithm = dataclasses.replace(algorithm, policy=policy)
     rule = algorithms.feedback_name(algorithm)
     seeds = [int(seed) for seed in seeds]
     if not seeds:
@@ -267,6 +276,10 @@ def run(
     name = f"{dataset}_{architecture}_{algorithm.name}"
     if rule != "symmetric":
         name += f"_{rule}"
+    if hasattr(algorithm, "policy") and policies.name(algorithm.policy) != (
+        "paper"
+    ):
+        name += f"_{policies.name(algorithm.policy)}"
     run_dir = None if output_dir is None else os.path.join(output_dir, name)
     runs = []
     for seed in seeds:
