@@ -17,10 +17,14 @@ and policy, on the test set with the kept (best-validation) weights:
 - classes whose test recall is below `--learned_recall`, per seed;
 - seconds per epoch.
 
-A policy is given as `NAME[:PARAMETER=VALUE...]`: "paper" (the paper's
-`EpsilonBoltzmann(0.02, 1)`) or a name of `keras_brainprop.policies.get`
-with its constructor's parameters, e.g. `epsilon_boltzmann:epsilon=0.2` or
-`discovery:bonus=0.03:min_share=0.5`.
+A policy is given as `NAME[:PARAMETER=VALUE...][@LEARNING_RATE]`: "paper"
+(the paper's `EpsilonBoltzmann(0.02, 1)`) or a name of
+`keras_brainprop.policies.get` with its constructor's parameters, e.g.
+`epsilon_boltzmann:epsilon=0.2` or `discovery:bonus=0.03:min_share=0.5`.
+`@LEARNING_RATE` trains that BrainProp run at its own SGD learning rate,
+e.g. `discovery@1.0`, while backprop keeps `--learning_rate` (unset: the
+paper's 0.1): BrainProp's update trains one output unit per sample, so it
+may want a larger rate than backprop's.
 
 Writes `results.json` (rewritten after every run, so an interrupted run
 keeps what it finished), `results.md` and `curves_<network>.png` (mean
@@ -85,15 +89,38 @@ flags.DEFINE_list(
 BACKPROP = "backprop"
 
 
-def parse_policy(spec):
-    """The policy of a `--policies` entry, `NAME[:PARAMETER=VALUE...]`.
+def parse_learning_rate(spec):
+    """The learning rate after "@" in a `--policies` entry, or None.
 
     Example:
 
-    >>> parse_policy("epsilon_boltzmann:epsilon=0.2")
+    >>> parse_learning_rate("discovery@1.0"), parse_learning_rate("paper")
+    (1.0, None)
+    """
+    _, at, rate = spec.partition("@")
+    if not at:
+        return None
+    try:
+        value = float(rate)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(
+            f"The learning rate after '@' must be a number > 0. Received: "
+            f"{rate!r} in {spec!r}"
+        )
+    return value
+
+
+def parse_policy(spec):
+    """The policy of a `--policies` entry (see the module docstring).
+
+    Example:
+
+    >>> parse_policy("epsilon_boltzmann:epsilon=0.2@0.3")
     EpsilonBoltzmann(epsilon=0.2, temperature=1.0)
     """
-    name, *options = spec.split(":")
+    name, *options = spec.partition("@")[0].split(":")
     if name == "paper":
         if options:
             raise ValueError(f"'paper' takes no parameters. Received: {spec}")
@@ -119,6 +146,7 @@ def _valid_policies(specs):
     try:
         for spec in specs:
             parse_policy(spec)
+            parse_learning_rate(spec)
     except ValueError as error:
         raise flags.ValidationError(f"--policies: {error}") from None
     return True
@@ -300,7 +328,10 @@ def main(argv):
     entries = []
     for label, algorithm in runs:
         reports = {}
-        folder = label.replace(":", "_").replace("=", "")
+        folder = label.replace(":", "_").replace("=", "").replace("@", "_lr")
+        kwargs = dict(run_kwargs)
+        if parse_learning_rate(label) is not None:
+            kwargs["learning_rate"] = parse_learning_rate(label)
         result = experiment.run(
             FLAGS.dataset,
             FLAGS.architecture,
@@ -309,7 +340,7 @@ def main(argv):
             output_dir=(
                 None if output_dir is None else os.path.join(output_dir, folder)
             ),
-            **run_kwargs,
+            **kwargs,
         )
         print(f"{label}: {result.summary()}", flush=True)
         entries.append({"policy": label, "result": result, "reports": reports})

@@ -303,7 +303,7 @@ def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
         "exploration.py",
         "--dataset=digits",
         "--architecture=mlp",
-        "--policies=paper,epsilon_boltzmann:epsilon=1",
+        "--policies=paper,epsilon_boltzmann:epsilon=1@0.3",
         "--seeds=1",
         "--epochs=2",
         "--max_train_examples=128",
@@ -314,15 +314,18 @@ def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     for row in (
         "| mlp | backprop | 1 |",
         "| mlp | paper | 1 |",
-        "| mlp | epsilon_boltzmann:epsilon=1 | 1 |",
+        "| mlp | epsilon_boltzmann:epsilon=1@0.3 | 1 |",
     ):
         assert row in completed.stdout
     runs = json.loads((tmp_path / "run" / "results.json").read_text())["runs"]
     assert [run["policy"] for run in runs] == [
         "backprop",
         "paper",
-        "epsilon_boltzmann:epsilon=1",
+        "epsilon_boltzmann:epsilon=1@0.3",
     ]
+    # "@0.3" is that run's learning rate; the others keep the paper's.
+    rates = [run["result"]["hyperparameters"]["learning_rate"] for run in runs]
+    assert rates == [0.1, 0.1, 0.3]
     _, labels = datasets.load_arrays("digits", split="test")
     counts = np.bincount(labels, minlength=10)
     for run in runs:
@@ -338,10 +341,11 @@ def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     assert len(history["greedy_coverage"]) == 2
     assert (tmp_path / "run" / "curves_mlp.png").stat().st_size > 0
     _assert_merging_a_run_twice_fails("exploration.py", tmp_path / "run")
-    bad = _run_benchmark("exploration.py", "--policies=paper,greedy:speed=2")
-    assert bad.returncode != 0
-    assert "greedy:speed=2" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    for spec in ("greedy:speed=2", "greedy@fast", "paper@-1"):
+        bad = _run_benchmark("exploration.py", f"--policies=paper,{spec}")
+        assert bad.returncode != 0
+        assert spec in bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 def test_feedback_benchmark_reports_each_rule(tmp_path):
