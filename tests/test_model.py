@@ -100,6 +100,46 @@ def test_greedy_step_equals_backprop_of_chosen_unit(
     )
 
 
+class _Always(policies.Policy):
+    """Chooses one fixed action for every sample."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def select(self, q_values, step, seed):
+        return tf.fill(tf.shape(q_values)[:1], self.action)
+
+
+def test_uniform_choice_is_backprop_of_squared_error_at_lr_over_actions():
+    # In expectation over a uniformly chosen action, BrainProp's update is
+    # backprop of 0.5 * sum_k (onehot_k - Q_k)^2 at 1/K of its learning rate
+    # (README, "Exploration"): average the K one-action updates.
+    num_actions = 4
+    network = dense_net(num_actions=num_actions)
+    x, y = random_batch((6,), num_actions)
+    updated = []
+    for action in range(num_actions):
+        twin = copy_of(network)
+        model = kbp.wrap(twin, policy=_Always(action))
+        model.compile(
+            optimizer=keras.optimizers.SGD(LEARNING_RATE * num_actions)
+        )
+        model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+        updated.append(twin.get_weights())
+    reference = copy_of(network)
+    with tf.GradientTape() as tape:
+        q_values = reference(x, training=True)
+        errors = tf.one_hot(y, num_actions) - q_values
+        loss = tf.reduce_mean(0.5 * tf.reduce_sum(tf.square(errors), -1))
+    gradients = tape.gradient(loss, reference.trainable_variables)
+    for variable, gradient in zip(reference.trainable_variables, gradients):
+        variable.assign_sub(LEARNING_RATE * gradient)
+    for index, expected in enumerate(reference.get_weights()):
+        mean = np.mean([weights[index] for weights in updated], axis=0)
+        np.testing.assert_allclose(mean, expected, atol=1e-6)
+        assert not np.allclose(expected, network.get_weights()[index])
+
+
 def test_sample_weight_weights_the_prediction_error():
     network = dense_net()
     reference = copy_of(network)
