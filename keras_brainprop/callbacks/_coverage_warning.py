@@ -45,8 +45,7 @@ class CoverageWarning(keras.callbacks.Callback):
             "them, so their classes may be learned late or never. Try "
             'kbp.wrap(network, policy="discovery") (--policy=discovery in '
             "python -m keras_brainprop and the examples), more exploration "
-            "(e.g. "
-            "policies.EpsilonBoltzmann(epsilon=0.1)) or more epochs. This "
-            "warning is shown once per fit().",
+            "(e.g. policies.EpsilonBoltzmann(epsilon=0.1)) or more epochs. "
+            "This warning is shown once per fit().",
             stacklevel=2,
         )

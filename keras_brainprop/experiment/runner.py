@@ -276,10 +276,10 @@ def run(
     name = f"{dataset}_{architecture}_{algorithm.name}"
     if rule != "symmetric":
         name += f"_{rule}"
-    if hasattr(algorithm, "policy") and policies.name(algorithm.policy) != (
-        "paper"
-    ):
-        name += f"_{policies.name(algorithm.policy)}"
+    # Backprop has no policy: None names the paper's, which adds nothing.
+    policy_name = policies.name(getattr(algorithm, "policy", None))
+    if policy_name != "paper":
+        name += f"_{policy_name}"
     run_dir = None if output_dir is None else os.path.join(output_dir, name)
     runs = []
     for seed in seeds:
