@@ -41,6 +41,9 @@ Command (the README's table: one process per network and seed, merged):
         --merge=/tmp/exploration_dense_s1,/tmp/exploration_dense_s2 \
         --output_dir=/tmp/exploration
 
+A policy added later needs no new backprop runs: train it with
+`--notrain_backprop` and merge it with the earlier run of the same seeds.
+
 Quick smoke run:
 
     python benchmarks/exploration.py --dataset=digits --architecture=mlp \
@@ -78,6 +81,14 @@ flags.DEFINE_float(
     "learned_recall",
     0.5,
     "A class counts as learned when its test recall is at least this.",
+)
+flags.DEFINE_bool(
+    "train_backprop",
+    True,
+    "Train backprop beside the policies: its best validation accuracy is "
+    "the target of the epochs column. --notrain_backprop trains the "
+    "policies only, to --merge with an earlier run of this script that has "
+    "backprop on the same seeds and protocol.",
 )
 flags.DEFINE_list(
     "merge",
@@ -291,8 +302,24 @@ def table(entries, learned_recall):
 
 
 def report(entries, learned_recall, output_dir=None):
-    """Prints the table and, with `output_dir`, writes the results."""
-    markdown = table(entries, learned_recall)
+    """Prints the table and, with `output_dir`, writes the results.
+
+    Without backprop's runs of a network (`--notrain_backprop`) there is no
+    target: the results are written and a note takes the table's place.
+    """
+    keys = {_key(entry) for entry in entries}
+    missing = [
+        network
+        for network in dict.fromkeys(key[0] for key in keys)
+        if (network, BACKPROP) not in keys
+    ]
+    if missing:
+        markdown = (
+            f"No backprop run of {', '.join(missing)} to compare with: "
+            "--merge these results with a run that has one."
+        )
+    else:
+        markdown = table(entries, learned_recall)
     _pooling.write_results(entries, markdown, output_dir)
     if output_dir is None:
         return markdown
@@ -321,7 +348,8 @@ def main(argv):
         report(entries, FLAGS.learned_recall, output_dir)
         return
     # Backprop first: its best validation accuracy is every run's target.
-    runs = [(BACKPROP, algorithms.Backprop())] + [
+    runs = [(BACKPROP, algorithms.Backprop())] if FLAGS.train_backprop else []
+    runs += [
         (spec, algorithms.BrainProp(policy=parse_policy(spec)))
         for spec in FLAGS.policies
     ]

@@ -341,6 +341,29 @@ def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     assert len(history["greedy_coverage"]) == 2
     assert (tmp_path / "run" / "curves_mlp.png").stat().st_size > 0
     _assert_merging_a_run_twice_fails("exploration.py", tmp_path / "run")
+    # A policy trained later, without backprop, merges with the first run.
+    alone = _run_benchmark(
+        "exploration.py",
+        "--dataset=digits",
+        "--architecture=mlp",
+        "--policies=discovery",
+        "--notrain_backprop",
+        "--seeds=1",
+        "--epochs=2",
+        "--max_train_examples=128",
+        "--verbose=0",
+        f"--output_dir={tmp_path / 'alone'}",
+    )
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert "No backprop run of mlp" in alone.stdout
+    merged = _run_benchmark(
+        "exploration.py",
+        f"--merge={tmp_path / 'run'},{tmp_path / 'alone'}",
+        f"--output_dir={tmp_path / 'merged'}",
+    )
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert "| mlp | discovery | 1 |" in merged.stdout
+    assert "| mlp | backprop | 1 |" in merged.stdout
     for spec in ("greedy:speed=2", "greedy@fast", "paper@-1"):
         bad = _run_benchmark("exploration.py", f"--policies=paper,{spec}")
         assert bad.returncode != 0
