@@ -298,16 +298,22 @@ def _assert_merging_a_run_twice_fails(script, run_dir):
     assert "appear in more than one file" in merged.stderr
 
 
+# Two epochs on 128 digits, seed 1: what the exploration benchmark tests run.
+_EXPLORATION_TINY = (
+    "--dataset=digits",
+    "--architecture=mlp",
+    "--seeds=1",
+    "--epochs=2",
+    "--max_train_examples=128",
+    "--verbose=0",
+)
+
+
 def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     completed = _run_benchmark(
         "exploration.py",
-        "--dataset=digits",
-        "--architecture=mlp",
+        *_EXPLORATION_TINY,
         "--policies=paper,epsilon_boltzmann:epsilon=1@0.3",
-        "--seeds=1",
-        "--epochs=2",
-        "--max_train_examples=128",
-        "--verbose=0",
         f"--output_dir={tmp_path / 'run'}",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -344,14 +350,9 @@ def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
     # A policy trained later, without backprop, merges with the first run.
     alone = _run_benchmark(
         "exploration.py",
-        "--dataset=digits",
-        "--architecture=mlp",
+        *_EXPLORATION_TINY,
         "--policies=discovery",
         "--notrain_backprop",
-        "--seeds=1",
-        "--epochs=2",
-        "--max_train_examples=128",
-        "--verbose=0",
         f"--output_dir={tmp_path / 'alone'}",
     )
     assert alone.returncode == 0, alone.stderr[-3000:]
