@@ -13,6 +13,7 @@ The four IDX files are read from `--data_dir`, else from
 /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
 """
 
+import dataclasses
 import functools
 
 import keras
@@ -35,6 +36,12 @@ flags.DEFINE_enum(
     kbp.policies.NAMES,
     "BrainProp's action selection (epsilon_boltzmann: the paper's).",
 )
+flags.DEFINE_float(
+    "learning_rate",
+    None,
+    "Initial SGD learning rate; unset: the paper's 0.1.",
+    lower_bound=0.0,
+)
 flags.DEFINE_integer("epochs", 500, "At most; early stopping ends sooner.")
 flags.DEFINE_string("data_dir", None, "The folder of the IDX files.")
 flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
@@ -48,6 +55,10 @@ def main(argv):
     # The paper's protocol: SGD 0.1 halved every 100 epochs, batch size 128
     # (32 for loccon), early stopping with patience 45.
     hparams = kbp.architectures.hyperparameters(FLAGS.architecture)
+    if FLAGS.learning_rate is not None:
+        hparams = dataclasses.replace(
+            hparams, learning_rate=FLAGS.learning_rate
+        )
 
     # A seeded 10% of the training set is held out for early stopping.
     load = functools.partial(

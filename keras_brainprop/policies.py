@@ -355,12 +355,20 @@ class Discovery(Policy):
     below the bonus for about 10 epochs, so nearly every choice goes to a
     neglected action (`explore_rate` near 1) until they grow; lower the
     bonus or anneal it with a schedule if `explore_rate` stays high once
-    every class is found. The README's "Exploration" section has the
-    measurements behind these defaults.
+    every class is found.
+
+    Exploration decides which output unit learns from a sample, not how
+    much: each sample trains one of the `actions` units, so at the same
+    learning rate BrainProp moves its outputs about `actions` times slower
+    than backprop does. From such a flat start, pair this policy with a
+    learning rate `actions` times the paper's (SGD 1.0 for 10 classes): on
+    the dense net this matched backprop at 0.1. The README's "Exploration"
+    section has the measurements behind these defaults.
 
     Example:
 
     >>> model = kbp.wrap(network, policy="discovery")
+    >>> model.compile(optimizer=keras.optimizers.SGD(1.0))  # 10 actions
     >>> policy = Discovery(bonus=0.1, min_share=0.25)
     """
 

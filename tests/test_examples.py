@@ -233,12 +233,14 @@ def test_dataset_script(
         f"--algorithm={algorithm}",
         # BrainProp's policy; backprop ignores it.
         "--policy=discovery",
+        "--learning_rate=0.05",
         "--epochs=1",
         f"--data_dir={request.getfixturevalue(data_dir)}",
         f"--logdir={tmp_path}",
         home=empty_home,
     ).stdout
     printed_accuracy(stdout)
+    assert "learning_rate: 0.0500" in stdout
     # The algorithm's callbacks: TensorBoard, and BrainProp's monitor.
     assert list((tmp_path / "train").glob("events.out.tfevents.*"))
     monitor_logs = list((tmp_path / "brainprop").glob("events.out.tfevents.*"))
