@@ -23,11 +23,14 @@ given by `TF_CONFIG`; only the chief, worker 0, writes `--output_dir` and
 
     python -m keras_brainprop --strategy=mirrored --cpu_replicas=2
 
-BrainProp acts with the paper's policy; `--policy=discovery` finds every
-class sooner where some are never the greedy choice, as on the dense net:
+BrainProp acts with the paper's policy. Where some classes are never the
+greedy choice, as on the dense net, `--policy=discovery` finds them, and a
+learning rate ten times the paper's (one per class) lets BrainProp, which
+trains one output unit per sample, keep pace with backprop at 0.1:
 
     python -m keras_brainprop --dataset=fashion_mnist --architecture=dense \
-        --algorithm=brainprop --policy=discovery --epochs=15
+        --algorithm=brainprop --policy=discovery --learning_rate=1.0 \
+        --epochs=15
 
 `--help` lists every flag with its default.
 """

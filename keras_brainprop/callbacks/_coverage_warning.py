@@ -44,7 +44,8 @@ class CoverageWarning(keras.callbacks.Callback):
             "sample. Their output units learn only when exploration picks "
             "them, so their classes may be learned late or never. Try "
             'kbp.wrap(network, policy="discovery") with a learning rate '
-            f"about {self.coverage.num_actions} times the paper's 0.1 "
+            f"about {self.coverage.num_actions} times the paper's 0.1 if "
+            "the network has no batch normalization "
             "(--policy=discovery --learning_rate=... for python -m "
             "keras_brainprop and the examples), more exploration (e.g. "
             "policies.EpsilonBoltzmann(epsilon=0.1)) or more epochs. This "
