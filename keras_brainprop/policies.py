@@ -364,8 +364,8 @@ class Discovery(Policy):
     learning rate `actions` times the paper's (SGD 1.0 for 10 classes): on
     the dense net this matched backprop at 0.1. Networks with batch
     normalization do not start flat; keep the paper's rate there (the conv
-    net diverges at 1.0). The README's "Exploration"
-    section has the measurements behind these defaults.
+    net diverges at 1.0). The README's "Exploration" section has the
+    measurements behind these defaults.
 
     Example:
 
