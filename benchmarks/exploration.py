@@ -358,8 +358,9 @@ def main(argv):
         reports = {}
         folder = label.replace(":", "_").replace("=", "").replace("@", "_lr")
         kwargs = dict(run_kwargs)
-        if parse_learning_rate(label) is not None:
-            kwargs["learning_rate"] = parse_learning_rate(label)
+        rate = parse_learning_rate(label)
+        if rate is not None:
+            kwargs["learning_rate"] = rate
         result = experiment.run(
             FLAGS.dataset,
             FLAGS.architecture,
