@@ -369,3 +369,54 @@ def test_bad_arguments(kwargs, match):
     kwargs.setdefault("log_dir", "unused_logs")
     with pytest.raises(ValueError, match=match):
         BrainPropMonitor(**kwargs)
+
+
+def _bad_probes():
+    x, y = _data()
+    out_of_range = y[:8].copy()
+    out_of_range[3] = NUM_ACTIONS + 2
+    return {
+        "x too narrow": (
+            (x[:8, :2], y[:8]),
+            r"inputs the network takes, of shape \(None, 4\)\. "
+            r"Received: x with shape \(8, 2\)",
+        ),
+        "label out of range": (
+            (x[:8], out_of_range),
+            r"`probe_data`.*Labels must be < 3.*Received: label 5",
+        ),
+        "no targets": (x[:8], r"`probe_data`.*needs targets.*y=None"),
+        "one-hot of the wrong width": (
+            (x[:8], np.eye(NUM_ACTIONS + 1, dtype="float32")[y[:8]]),
+            r"`probe_data`.*Received: y with shape \(8, 4\)",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_probes()))
+@pytest.mark.parametrize("run_eagerly", [False, True], ids=["graph", "eager"])
+def test_a_probe_the_model_cannot_take_stops_fit_before_any_step(
+    tmp_path, case, run_eagerly
+):
+    probe, match = _bad_probes()[case]
+    model = _model()
+    model.run_eagerly = run_eagerly
+    before = [w.numpy().copy() for w in model.weights]
+    monitor = BrainPropMonitor(tmp_path, probe_data=probe)
+    with pytest.raises(ValueError, match=match):
+        _fit(model, monitor, epochs=1)
+    assert int(model.optimizer.iterations.numpy()) == 0
+    for weight, old in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(weight.numpy(), old)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_probe_inputs_are_refused(value):
+    x, y = _data()
+    x[5, 1] = value
+    match = rf"finite inputs.*Received: x with {value} in sample 5"
+    with pytest.raises(ValueError, match=match):
+        BrainPropMonitor("unused_logs", probe_data=(x, y))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    with pytest.raises(ValueError, match=match):
+        BrainPropMonitor("unused_logs", probe_data=dataset)

@@ -62,6 +62,46 @@ def _to_tensors(structure, name):
     return tensors
 
 
+def check_probe_inputs(x, network):
+    """Raises `ValueError` unless the probe's `x` fits the network's input.
+
+    Checked where the network declares one input of known shape
+    (Sequential with an `Input`, functional); other networks are checked
+    by running the probe.
+    """
+    try:
+        inputs = network.inputs
+    except (AttributeError, ValueError):
+        return
+    if not inputs or len(inputs) != 1 or len(tf.nest.flatten(x)) != 1:
+        return
+    expected = tf.TensorShape(inputs[0].shape)
+    received = tf.nest.flatten(x)[0].shape
+    if not expected[1:].is_compatible_with(received[1:]):
+        raise ValueError(
+            "BrainPropMonitor's `probe_data` must hold inputs the network "
+            f"takes, of shape {tuple(expected)}. Received: x with shape "
+            f"{tuple(received)}"
+        )
+
+
+def _check_finite(x):
+    # The model refuses such inputs in fit() and evaluate(); on the probe
+    # they would make every logged value NaN.
+    for tensor in tf.nest.flatten(x):
+        if not tensor.dtype.is_floating:
+            continue
+        values = tf.reshape(tensor, [tf.shape(tensor)[0], -1]).numpy()
+        finite = np.isfinite(values)
+        if not finite.all():
+            sample, column = np.unravel_index(finite.argmin(), finite.shape)
+            raise ValueError(
+                "`probe_data` must hold finite inputs: NaN or Inf inputs "
+                "make the probe's Q-values NaN. Received: x with "
+                f"{values[sample, column]} in sample {sample}"
+            )
+
+
 def _concat(parts):
     if parts[0] is None:
         return None
@@ -103,5 +143,7 @@ def take_probe(probe_data, probe_size):
             "`probe_data`'s x and y must hold the same number of samples. "
             f"Received: {sorted({num_samples(x), num_samples(y)})} samples"
         )
+    x = slice_samples(x, 0, count)
+    _check_finite(x)
     y = None if y is None else slice_samples(y, 0, count)
-    return slice_samples(x, 0, count), y
+    return x, y

@@ -7,6 +7,7 @@ import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from keras_brainprop.callbacks._probe import PROBE_CHUNK
+from keras_brainprop.callbacks._probe import check_probe_inputs
 from keras_brainprop.callbacks._probe import class_labels
 from keras_brainprop.callbacks._probe import num_samples
 from keras_brainprop.callbacks._probe import slice_samples
@@ -109,7 +110,10 @@ class BrainPropMonitor(keras.callbacks.Callback):
       with an int `update_freq`).
 
     The monitor needs a `BrainPropModel` (from `keras_brainprop.wrap`); any
-    other model raises a `ValueError` when training starts.
+    other model raises a `ValueError` when training starts. The probe is
+    checked then too, before the first step: inputs the network cannot
+    take and targets the model refuses in `fit()` (labels out of range,
+    missing, of the wrong width) raise a `ValueError` naming the probe.
 
     Args:
         log_dir: the directory of the logs, as for
@@ -117,6 +121,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
         probe_data: None, arrays `(x, y)` (`x` alone if the reward needs no
             targets) or a batched `tf.data.Dataset` of `(x, y)` from which
             the first batches are taken. Sample weights are ignored.
+            Float inputs must be finite (checked here).
         probe_size: the number of probe samples taken from `probe_data`.
         update_freq: `"epoch"`, or an int `N` to log every `N` training
             batches as well as every epoch. Each batch-level log runs the
@@ -221,6 +226,10 @@ class BrainPropMonitor(keras.callbacks.Callback):
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
+        # Before the first step, so that a probe the model cannot take
+        # stops the run before any weight moves.
+        if self._probe_x is not None:
+            self._check_probe()
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(
                 os.path.join(self.log_dir, self.subdir)
@@ -301,7 +310,23 @@ class BrainPropMonitor(keras.callbacks.Callback):
                 )
             self._write_update_norms(unit, step, snapshot)
 
-    def _write_probe(self, prefix, step):
+    def _check_probe(self):
+        check_probe_inputs(self._probe_x, self.model.network)
+        try:
+            q_values, _ = self._run_probe()
+            if self._probe_y is not None:
+                self.model.reward.check_targets(
+                    self._probe_y, q_values.shape[-1]
+                )
+        except (ValueError, tf.errors.InvalidArgumentError) as error:
+            message = getattr(error, "message", None) or str(error)
+            raise ValueError(
+                "BrainPropMonitor's `probe_data` must be data the model "
+                f"trains on, (x, y) as for fit(): {message}"
+            ) from error
+
+    def _run_probe(self):
+        # The Q-values of the whole probe and the step on them.
         model = self.model
         count = num_samples(self._probe_x)
         q_chunks = [
@@ -312,7 +337,6 @@ class BrainPropMonitor(keras.callbacks.Callback):
             for start in range(0, count, PROBE_CHUNK)
         ]
         q_values = tf.cast(tf.concat(q_chunks, 0), "float32")
-        num_actions = q_values.shape[-1]
         probe = brainprop_step(
             q_values,
             self._probe_y,
@@ -321,6 +345,12 @@ class BrainPropMonitor(keras.callbacks.Callback):
             model.optimizer.iterations,
             self._probe_seed,
         )
+        return q_values, probe
+
+    def _write_probe(self, prefix, step):
+        count = num_samples(self._probe_x)
+        q_values, probe = self._run_probe()
+        num_actions = q_values.shape[-1]
         delta = probe.reward_prediction_error
         tf.summary.scalar(
             f"{prefix}/reward", tf.reduce_mean(probe.rewards), step
