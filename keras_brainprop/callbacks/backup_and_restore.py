@@ -12,6 +12,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import tempfile
 import warnings
 import zipfile
@@ -20,6 +21,7 @@ import keras
 import numpy as np
 
 from keras_brainprop import _keras_fixes
+from keras_brainprop.feedback.conversion import rule_of
 
 # The class once lived in keras_brainprop.resilience: the name stays, so
 # that backups written then still resume.
@@ -100,6 +102,72 @@ def _jsonable(logs):
     }
 
 
+def _describe(obj):
+    # Without memory addresses, which differ between processes.
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
+
+
+def _architecture(config):
+    """The network config as JSON types, without what a backup overrides.
+
+    Keras numbers the names it gives layers ("dense_3" when built twice in
+    one process), and initializers and their seeds only decide starting
+    values, which the backup replaces: none of them tells two runs apart.
+    """
+    if isinstance(config, dict):
+        return {
+            key: _architecture(value)
+            for key, value in config.items()
+            if key != "seed" and not key.endswith("initializer")
+        }
+    if isinstance(config, (list, tuple)):
+        return [_architecture(value) for value in config]
+    if isinstance(config, str):
+        return re.sub(r"_\d+$", "", config)
+    return config
+
+
+def _configuration(model):
+    """What a resumed run must share with the run that wrote the backup.
+
+    The feedback rule, the policy and the reward (of a `BrainPropModel`)
+    as their reprs, and the network's architecture (None when its config
+    cannot be read, e.g. a subclassed network).
+    """
+    network = getattr(model, "network", model)
+    configuration = {"feedback": _describe(rule_of(network))}
+    for name in ("policy", "reward"):
+        if hasattr(model, name):
+            configuration[name] = _describe(getattr(model, name))
+    try:
+        config = network.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        config = None
+    configuration["network"] = _architecture(
+        json.loads(json.dumps(config, default=_describe))
+    )
+    return configuration
+
+
+def _first_difference(saved, current, path=""):
+    """Returns `(path, saved part, current part)` where the two differ."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            if saved.get(key) != current.get(key):
+                return _first_difference(
+                    saved.get(key), current.get(key), f"{path}.{key}"
+                )
+    if (
+        isinstance(saved, list)
+        and isinstance(current, list)
+        and len(saved) == len(current)
+    ):
+        for index, (a, b) in enumerate(zip(saved, current)):
+            if a != b:
+                return _first_difference(a, b, f"{path}[{index}]")
+    return path, saved, current
+
+
 def _all_finite(arrays):
     return all(
         np.isfinite(array).all()
@@ -141,6 +209,12 @@ class BackupAndRestore(keras.callbacks.Callback):
     versions), `steps_per_execution=1`, one device, and no other callback
     whose state matters (`EarlyStopping`'s and `ReduceLROnPlateau`'s
     counters are not backed up).
+
+    A backup resumes only the configuration that wrote it: the feedback
+    rule, the policy and its parameters, the reward and the network's
+    architecture (layer names, initializers and seeds aside) are stored
+    with it, and a model that differs in any of them raises a `ValueError`
+    naming the difference before any variable is restored.
 
     Args:
         backup_dir: directory of the backup; one per training run.
@@ -194,6 +268,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         self._saved_metrics = None
         self._history_epochs_pending = []
         self._warned_not_finite = False
+        self._configuration = None
 
     def _variable_groups(self, with_metrics=True):
         model = self.model
@@ -230,9 +305,14 @@ class BackupAndRestore(keras.callbacks.Callback):
                 os.remove(stray)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+        # Read once: it does not change during a fit.
+        self._configuration = _configuration(model)
+        backup = read_backup(self.path) if os.path.exists(self.path) else None
+        if backup is not None:
+            self._check_configuration(backup[0])
         _keras_fixes.wrap_train_function(model, self._train_or_replay)
-        if os.path.exists(self.path):
-            self._restore(*read_backup(self.path))
+        if backup is not None:
+            self._restore(*backup)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -337,9 +417,35 @@ class BackupAndRestore(keras.callbacks.Callback):
             "history": self._history,
             "counts": {name: len(v) for name, v in groups.items()},
             "keras_version": keras.__version__,
+            "configuration": self._configuration,
         }
         arrays["manifest"] = np.array(json.dumps(manifest))
         write_atomically(self.path, arrays)
+
+    def _check_configuration(self, manifest):
+        saved = manifest.get("configuration")
+        if saved is None:
+            return  # Written before backups recorded their configuration.
+        current = self._configuration
+        for key in ("feedback", "policy", "reward", "network"):
+            if key not in saved or key not in current:
+                continue
+            if saved[key] == current[key]:
+                continue
+            if key == "network":
+                path, theirs, ours = _first_difference(saved[key], current[key])
+                difference = f"network{path}={theirs!r} while this model has "
+                difference += repr(ours)
+            else:
+                difference = (
+                    f"{key}={saved[key]} while this model uses {current[key]}"
+                )
+            raise ValueError(
+                f"The backup in {self.backup_dir} was made by a different "
+                "model configuration: resuming it would continue another "
+                "run with this model. Use a new backup_dir for a new run. "
+                f"Received: a backup written with {difference}"
+            )
 
     def _restore(self, manifest, arrays):
         groups = self._variable_groups(with_metrics=False)
