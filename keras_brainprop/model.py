@@ -66,7 +66,9 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
             `fn(y, actions) -> [batch] rewards`, or None for
             `CorrectChoice()`.
         seed: int seed of the exploration; None draws one from Keras' global
-            seed, so `keras.utils.set_random_seed()` controls it.
+            seed, so `keras.utils.set_random_seed()` controls it. A seed
+            draws the same actions in eager and graph mode, other ones under
+            `jit_compile=True` (see `keras_brainprop.policies`).
         feedback: the feedback rule, a `keras_brainprop.feedback` rule or
             its name ("symmetric", "feedback_alignment", "sign_symmetry",
             "kolen_pollack"); the network is converted with

@@ -103,6 +103,48 @@ def test_policies_run_under_xla():
     assert actions.shape == (64,)
 
 
+def _draw_in(mode, policy, q_values, seed):
+    def select(q_values, seed):
+        return policy(q_values, tf.constant(0), seed)
+
+    if mode != "eager":
+        select = tf.function(select, jit_compile=mode == "jit")
+    return select(q_values, tf.constant(seed)).numpy()
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        policies.EpsilonGreedy(0.5),
+        policies.Boltzmann(1.0),
+        policies.EpsilonBoltzmann(0.5),
+        policies.Discovery(bonus=0.5),
+    ],
+    ids=repr,
+)
+def test_seeded_draws_repeat_within_each_mode(policy):
+    # As documented: a seed fixes the draws of each mode, eager mode's are
+    # graph mode's, and XLA's are others (it makes floats and categorical
+    # draws from the same random bits by other methods).
+    q_values = tf.random.stateless_normal((NUM_DRAWS, 5), [1, 2])
+    draws = {
+        mode: [
+            _draw_in(mode, policy, q_values, seed)
+            for seed in ([4, 5], [4, 5], [4, 6])
+        ]
+        for mode in ("eager", "graph", "jit")
+    }
+    for first, again, other in draws.values():
+        np.testing.assert_array_equal(first, again)
+        assert np.any(first != other)
+    np.testing.assert_array_equal(draws["eager"][0], draws["graph"][0])
+    assert np.any(draws["graph"][0] != draws["jit"][0])
+    # XLA's draws are as random as the others: the same share explores.
+    greedy = np.argmax(q_values.numpy(), axis=-1)
+    explored = {mode: np.mean(d[0] != greedy) for mode, d in draws.items()}
+    assert explored["jit"] == pytest.approx(explored["graph"], abs=0.02)
+
+
 @pytest.mark.parametrize(
     "policy",
     [

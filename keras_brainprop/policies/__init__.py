@@ -13,6 +13,12 @@ Policies draw with TensorFlow's stateless random ops from a `[2]` int seed
 that the model derives for every step (and every replica) from its
 `keras.random.SeedGenerator`, so `keras.utils.set_random_seed(seed)` makes
 runs reproducible and resumed runs continue the same random stream.
+
+Each mode repeats its own draws: the same seed gives the same actions in
+eager and graph mode, but other ones under `jit_compile=True`, since XLA
+turns the same random bits into floats and categorical samples by other
+methods than TensorFlow's kernels (`Greedy` draws nothing and agrees). A
+seeded run compiled with XLA reproduces itself, not the run without XLA.
 """
 
 import keras
