@@ -727,3 +727,139 @@ def test_download_explains_missing_importlib_resources(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds, "builder", BrokenBuilder)
     with pytest.raises(ImportError, match="pip install importlib_resources"):
         datasets.load("cifar10", data_dir=tmp_path, download=True)
+
+
+# Many-class composites.
+
+
+def item_ids(composites, items):
+    """The example index stored in each item's first pixel, [N, items]."""
+    width = composites.shape[2] // items
+    return np.stack(
+        [example_ids(composites[:, :, item * width]) for item in range(items)],
+        axis=1,
+    )
+
+
+@pytest.mark.parametrize(
+    "name, items, shape",
+    [
+        ("mnist_100", 2, (28, 56, 1)),
+        ("fashion_mnist_1000", 3, (28, 84, 1)),
+        ("digits_100", 2, (8, 16, 1)),
+        ("digits_1000", 3, (8, 24, 1)),
+    ],
+)
+def test_composites_describe_their_classes(name, items, shape):
+    spec = datasets.info(name)
+    assert spec.num_classes == 10**items and spec.input_shape == shape
+    assert spec.tfds_name is None
+
+
+def test_composites_are_balanced_labelled_by_their_items(tmp_path):
+    train_images, train_labels, test_images, test_labels = write_mnist_like(
+        tmp_path, num_train=200, num_test=60
+    )
+    spec = datasets.info("mnist_100")
+    sizes = {}
+    for split, base_labels in (
+        ("train", train_labels),
+        ("validation", train_labels),
+        ("test", test_labels),
+    ):
+        images, labels = datasets.load_arrays(
+            "mnist_100", split, data_dir=tmp_path, seed=3, scale=False
+        )
+        sizes[split] = len(labels)
+        assert images.shape[1:] == spec.input_shape
+        counts = np.bincount(labels, minlength=100)
+        assert counts.max() - counts.min() <= 1
+        ids = item_ids(images, 2)
+        offset = 100 if split == "test" else 0
+        # The label's tens are the left item's class, its units the right's.
+        np.testing.assert_array_equal(
+            labels, base_labels[ids[:, 0] - offset] * 10
+            + base_labels[ids[:, 1] - offset],
+        )
+    assert sizes == {"train": 54000, "validation": 6000, "test": 10000}
+
+
+def test_composites_never_mix_splits(tmp_path):
+    write_mnist_like(tmp_path, num_train=200, num_test=60)
+    ids = {
+        split: set(
+            item_ids(
+                datasets.load_arrays(
+                    "mnist_1000", split, data_dir=tmp_path, seed=5, scale=False
+                )[0],
+                3,
+            ).ravel()
+        )
+        for split in ("train", "validation", "test")
+    }
+    assert ids["test"] <= set(range(100, 160))
+    assert ids["train"] | ids["validation"] <= set(range(200))
+    assert not ids["train"] & ids["validation"]
+    # The validation images are the base dataset's own validation split.
+    base_validation = datasets.load_arrays(
+        "mnist", "validation", data_dir=tmp_path, seed=5, scale=False
+    )[0]
+    assert ids["validation"] == set(example_ids(base_validation))
+
+
+def test_composites_are_deterministic(tmp_path):
+    write_mnist_like(tmp_path, num_train=200, num_test=60)
+
+    def arrays(split, seed):
+        datasets.clear_cache()
+        return datasets.load_arrays(
+            "mnist_100", split, data_dir=tmp_path, seed=seed
+        )
+
+    for split in ("train", "test"):
+        first, again = arrays(split, 1), arrays(split, 1)
+        np.testing.assert_array_equal(first[0], again[0])
+        np.testing.assert_array_equal(first[1], again[1])
+    # The seed moves the validation split, not the test set.
+    assert not np.array_equal(arrays("train", 1)[0], arrays("train", 2)[0])
+    np.testing.assert_array_equal(arrays("test", 1)[0], arrays("test", 2)[0])
+
+
+def test_composites_through_the_pipeline(tmp_path):
+    write_mnist_like(tmp_path, num_train=200, num_test=60)
+    images, labels = next(
+        iter(datasets.load("mnist_1000", "test", data_dir=tmp_path))
+    )
+    assert images.shape == (128, 28, 84, 1) and images.dtype == tf.float32
+    assert 0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) < 1000
+
+
+def test_composites_need_every_base_class(tmp_path):
+    write_mnist_like(tmp_path, num_train=200, num_test=3)
+    with pytest.raises(ValueError, match="every class .* Received: no image"):
+        datasets.load_arrays("mnist_100", "test", data_dir=tmp_path)
+
+
+def test_bad_number_of_actions_names_the_composites():
+    match = "digits_100.*Received: name='digits_50'"
+    with pytest.raises(ValueError, match=match):
+        datasets.info("digits_50")
+
+
+def test_composites_of_the_real_digits():
+    images, labels = datasets.load_arrays("digits_1000", "test")
+    assert images.shape == (10000, 8, 24, 1)
+    assert np.array_equal(np.bincount(labels), np.full(1000, 10))
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "digits"])
+def test_a_data_dir_that_is_not_a_folder_is_refused(name, tmp_path):
+    # It was passed over for the system's copy, without a word.
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(ValueError, match="does not exist") as error:
+        datasets.load(name, "test", data_dir=missing)
+    assert f"data_dir={str(missing)!r}" in str(error.value)
+    a_file = tmp_path / "mnist.npz"
+    a_file.write_bytes(b"")
+    with pytest.raises(ValueError, match="is not a folder"):
+        datasets.load_arrays(name, "test", data_dir=a_file)

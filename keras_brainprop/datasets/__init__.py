@@ -8,7 +8,25 @@ a dataset (input shape, number of classes) without reading any data, so an
 experiment can build its network first.
 
 Supported names (`NAMES`): `"mnist"`, `"fashion_mnist"`, `"cifar10"`,
-`"cifar100"`, `"tiny_imagenet"` and `"digits"`.
+`"cifar100"`, `"tiny_imagenet"` and `"digits"`, and many-class tasks made
+of their real images: `"<base>_100"` and `"<base>_1000"` for the bases
+`"mnist"`, `"fashion_mnist"` and `"digits"`, two or three images side by
+side whose classes, read as digits, are the label (`"fashion_mnist_100"`:
+28x56 pixels, 100 classes; `"fashion_mnist_1000"`: 28x84, 1,000 classes).
+
+| name | classes | image | train + validation | test |
+| --- | --- | --- | --- | --- |
+| `mnist_100`, `fashion_mnist_100` | 100 | 28x56 | 60,000 | 10,000 |
+| `mnist_1000`, `fashion_mnist_1000` | 1,000 | 28x84 | 100,000 | 10,000 |
+| `digits_100` | 100 | 8x16 | 20,000 | 5,000 |
+| `digits_1000` | 1,000 | 8x24 | 50,000 | 10,000 |
+
+Every class of a composite task has the same number of examples (give or
+take one); training and validation composites are made of the base
+training and validation images only, test composites of the base test
+images only, and the same seed gives the same composites (`_composites.py`
+says how they are drawn). With `K` classes one per number of items, pick
+the name of the K you need: 10 is the base dataset itself.
 
 Splits: `"train"`, `"validation"` and `"test"`. The validation split is a
 seeded, by default stratified, `validation_fraction` of the official

@@ -5,6 +5,7 @@ A new family module is added to the families listed below."""
 import numpy as np
 
 from keras_brainprop.datasets import _cifar
+from keras_brainprop.datasets import _composites
 from keras_brainprop.datasets import _digits
 from keras_brainprop.datasets import _idx
 from keras_brainprop.datasets import _sources
@@ -13,7 +14,7 @@ from keras_brainprop.datasets import _tiny_imagenet
 
 REGISTRY = {
     dataset.name: dataset
-    for family in (_idx, _cifar, _tiny_imagenet, _digits)
+    for family in (_idx, _cifar, _tiny_imagenet, _digits, _composites)
     for dataset in family.DATASETS
 }
 NAMES = tuple(REGISTRY)
@@ -165,6 +166,7 @@ def load_arrays(
 def clear_cache():
     """Frees the decoded arrays that `load` and `load_arrays` cache."""
     _sources.read_source.cache_clear()
+    _composites.cached_select.cache_clear()
 
 
 def _lookup(name):
@@ -199,18 +201,29 @@ def _select(
         # A random split would differ between the train and validation
         # calls, so they would overlap.
         raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
-    source = _sources.find_source(dataset, data_dir, download)
-    train_images, train_labels, images, labels = _sources.read_source(source)
-    if split != "test":
-        train, validation = _split.split_indices(
-            train_labels, validation_fraction, seed, stratify
+    if isinstance(dataset, _composites.Composite):
+        base = REGISTRY[dataset.base]
+        source = _sources.find_source(base, data_dir, download)
+        images, labels = _composites.cached_select(
+            dataset, split, source, validation_fraction, int(seed), stratify
         )
-        indices = train if split == "train" else validation
-        images, labels = train_images[indices], train_labels[indices]
+        num_train_examples = dataset.num_train_examples
+    else:
+        source = _sources.find_source(dataset, data_dir, download)
+        train_images, train_labels, images, labels = _sources.read_source(
+            source
+        )
+        num_train_examples = len(train_labels)
+        if split != "test":
+            train, validation = _split.split_indices(
+                train_labels, validation_fraction, seed, stratify
+            )
+            indices = train if split == "train" else validation
+            images, labels = train_images[indices], train_labels[indices]
     if len(labels) == 0:
         raise ValueError(
             f"The {split!r} split of {dataset.name!r} is empty with "
             f"validation_fraction={validation_fraction!r} and "
-            f"{len(train_labels)} training examples."
+            f"{num_train_examples} training examples."
         )
     return images, labels, dataset
