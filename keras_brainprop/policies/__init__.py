@@ -29,6 +29,7 @@ from keras_brainprop.policies._base import EpsilonGreedy
 from keras_brainprop.policies._base import Greedy
 from keras_brainprop.policies._base import Policy
 from keras_brainprop.policies._discovery import Discovery
+from keras_brainprop.policies._square_cb import SquareCB
 
 _BY_NAME = {
     "greedy": Greedy,
@@ -36,6 +37,7 @@ _BY_NAME = {
     "boltzmann": Boltzmann,
     "epsilon_boltzmann": EpsilonBoltzmann,
     "discovery": Discovery,
+    "square_cb": SquareCB,
 }
 
 # The names `get` takes, e.g. for a command-line flag.
