@@ -215,6 +215,78 @@ def test_bad_arguments():
         experiment.run("digits", "mlp", learning_rate=0, epochs=1, **TINY)
 
 
+def _refuse_to_load(*args, **kwargs):
+    raise AssertionError("The data were loaded before the arguments checks.")
+
+
+@pytest.mark.parametrize("epochs", [0, -3, 2.5])
+def test_run_refuses_epochs_below_one_before_loading(epochs, monkeypatch):
+    # epochs=0 reported an untrained network's accuracy as a result.
+    monkeypatch.setattr(
+        experiment.runner.protocol, "load_splits", _refuse_to_load
+    )
+    with pytest.raises(ValueError, match=f"epochs={epochs}"):
+        experiment.run("digits", "mlp", epochs=epochs, **TINY)
+
+
+@pytest.mark.parametrize("learning_rate", [float("inf"), float("nan"), -1.0])
+def test_run_refuses_a_bad_learning_rate_before_loading(
+    learning_rate, monkeypatch
+):
+    monkeypatch.setattr(
+        experiment.runner.protocol, "load_splits", _refuse_to_load
+    )
+    with pytest.raises(ValueError, match=f"learning_rate={learning_rate}"):
+        experiment.run("digits", "mlp", learning_rate=learning_rate, **TINY)
+
+
+def test_run_refuses_a_repeated_seed(monkeypatch):
+    monkeypatch.setattr(
+        experiment.runner.protocol, "load_splits", _refuse_to_load
+    )
+    with pytest.raises(ValueError, match=r"seeds=\[1, 1\]"):
+        experiment.run("digits", "mlp", seeds=[1, 1], **TINY)
+
+
+def test_run_marks_a_diverged_seed_without_an_accuracy(tmp_path):
+    result = experiment.run(
+        "digits",
+        "mlp",
+        "brainprop",
+        epochs=2,
+        seeds=[0],
+        learning_rate=1e30,
+        output_dir=str(tmp_path),
+        **TINY,
+    )
+    assert result.diverged_seeds == [0]
+    assert result.runs[0].diverged
+    assert np.isnan(result.runs[0].test_accuracy)
+    assert np.isnan(result.mean_test_accuracy)
+    assert np.isnan(result.std_test_accuracy)
+    assert "diverged" in result.summary()
+    assert "no test accuracy" in result.summary()
+    data = json.loads(
+        (tmp_path / "digits_mlp_brainprop" / "summary.json").read_text()
+    )
+    assert data["diverged_seeds"] == [0]
+    assert experiment.Result.from_dict(data).diverged_seeds == [0]
+
+
+def test_result_names_the_policy(brainprop_run):
+    result = brainprop_run[0]
+    assert result.policy == "paper"
+    data = result.to_dict()
+    assert data["policy"] == "paper"
+    assert experiment.Result.from_dict(data).policy == "paper"
+    assert not experiment.Result.from_dict(data).diverged_seeds
+    # Earlier files record neither the policy nor divergence.
+    del data["policy"], data["diverged_seeds"]
+    for run in data["runs"]:
+        del run["diverged"]
+    assert experiment.Result.from_dict(data).policy is None
+
+
 def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.warns(UserWarning, match="matplotlib"):

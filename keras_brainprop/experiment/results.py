@@ -11,9 +11,12 @@ from keras_brainprop import architectures
 
 
 def _mean_std(values):
-    """Mean and sample standard deviation (0 for a single value)."""
+    """Mean and sample standard deviation (0 for a single value).
+
+    Both are NaN without values or with a NaN (a seed that diverged).
+    """
     values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
+    if values.size == 0 or np.isnan(values).any():
         return float("nan"), float("nan")
     std = values.std(ddof=1) if values.size > 1 else 0.0
     return float(values.mean()), float(std)
@@ -26,10 +29,10 @@ class SeedResult:
     Attributes:
         seed: The seed.
         test_accuracy: Test accuracy with the weights of the best
-            validation epoch (the ones kept).
-        test_loss: Test loss with those weights.
+            validation epoch (the ones kept); NaN if training diverged.
+        test_loss: Test loss with those weights (NaN if diverged).
         last_epoch_test_accuracy: Test accuracy with the last epoch's
-            weights.
+            weights (NaN if diverged).
         best_epoch: The (1-based) epoch whose weights were kept.
         best_val_accuracy: Validation accuracy of that epoch.
         epochs_run: Number of epochs trained.
@@ -37,6 +40,8 @@ class SeedResult:
             leaving out the first, which also traces the graphs.
         stopped_early: Whether early stopping or a NaN ended training.
         history: Per-epoch logs (`history.history` plus "seconds").
+        diverged: Whether training diverged: the loss became NaN or Inf,
+            or the weights kept are no longer finite.
     """
 
     seed: int
@@ -49,6 +54,7 @@ class SeedResult:
     seconds_per_epoch: float
     stopped_early: bool
     history: dict
+    diverged: bool = False
 
 
 def _per_seed(field):
@@ -74,6 +80,7 @@ _SUMMARY_KEYS = (
     "epochs_run",
     "seconds_per_epoch",
     "mean_seconds_per_epoch",
+    "diverged_seeds",
 )
 
 
@@ -86,13 +93,17 @@ class Result:
     `histories`) and their statistics over seeds (`mean_test_accuracy`,
     `std_test_accuracy`, `mean_best_epoch`, `std_best_epoch`,
     `mean_seconds_per_epoch`); standard deviations are sample ones, 0 for
-    one seed.
+    one seed. `diverged_seeds` lists the seeds whose training diverged:
+    their test accuracy is NaN, and so are the statistics over seeds.
 
     Attributes:
         dataset: Dataset name.
         architecture: Network name.
         algorithm: The algorithm's name, "brainprop" or "backprop".
         feedback: The name of the feedback rule, e.g. "symmetric".
+        policy: The name of BrainProp's policy (`policies.name`), e.g.
+            "paper" or "discovery"; None for an algorithm without one
+            (backprop) or a file that does not record it.
         hyperparameters: The `architectures.Hyperparameters` used.
         max_epochs: The epoch limit of the run.
         runs: One `SeedResult` per seed, in order.
@@ -113,6 +124,7 @@ class Result:
     num_test_examples: int
     output_dir: str | None = None
     feedback: str = "symmetric"
+    policy: str | None = None
 
     seeds = _per_seed("seed")
     test_accuracies = _per_seed("test_accuracy")
@@ -126,8 +138,20 @@ class Result:
     std_best_epoch = _statistic("best_epochs", 1)
     mean_seconds_per_epoch = _statistic("seconds_per_epoch", 0)
 
+    @property
+    def diverged_seeds(self):
+        """The seeds whose training diverged (NaN test accuracy), in order."""
+        return [run.seed for run in self.runs if run.diverged]
+
     def summary(self):
         """Returns a one-line, human-readable summary of the results."""
+        if self.diverged_seeds:
+            seeds = ", ".join(map(str, self.diverged_seeds))
+            return (
+                f"{self.dataset} {self.architecture} {self.algorithm}: "
+                f"training diverged (the loss became NaN or Inf) with seed(s) "
+                f"{seeds} of {len(self.runs)}: no test accuracy"
+            )
         return (
             f"{self.dataset} {self.architecture} {self.algorithm}: test "
             f"accuracy {self.mean_test_accuracy:.4f} ± "
@@ -146,7 +170,8 @@ class Result:
                 `summary.json` or from `benchmarks/compare.py`'s
                 `results.json`. An algorithm stored under a former name
                 ("ebp") gets its current one ("backprop"); files written
-                before feedback rules existed are "symmetric".
+                before feedback rules existed are "symmetric", and those
+                that do not record the policy have None.
 
         Returns:
             The `Result`; `output_dir` is None.
@@ -155,7 +180,7 @@ class Result:
             ValueError: If `data` lacks a field of `to_dict`'s output.
         """
         try:
-            data = {"feedback": "symmetric", **data}
+            data = {"feedback": "symmetric", "policy": None, **data}
             fields = {
                 field.name: data[field.name]
                 for field in dataclasses.fields(cls)
@@ -180,6 +205,7 @@ class Result:
             "architecture": self.architecture,
             "algorithm": self.algorithm,
             "feedback": self.feedback,
+            "policy": self.policy,
             "hyperparameters": dataclasses.asdict(self.hyperparameters),
             "max_epochs": self.max_epochs,
             "num_train_examples": self.num_train_examples,

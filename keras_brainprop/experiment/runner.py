@@ -2,6 +2,8 @@
 
 import contextlib
 import dataclasses
+import math
+import numbers
 import os
 
 import keras
@@ -132,11 +134,16 @@ def finish_seed(history, training, splits, seed, output_dir=None):
             `accuracy.png` into `<output_dir>/seed_<seed>/`.
 
     Returns:
-        A `SeedResult`.
+        A `SeedResult`; if training diverged (a NaN or Inf loss, or weights
+        that are no longer finite), one with `diverged=True` and NaN test
+        metrics, as the network measures nothing.
     """
     model = history.model
     test_logs = model.evaluate(splits.test, verbose=0, return_dict=True)
     logs = {key: _floats(values) for key, values in history.history.items()}
+    diverged = not all(map(math.isfinite, logs.get("loss", []))) or not all(
+        np.isfinite(weight).all() for weight in model.get_weights()
+    )
     logs["seconds"] = _floats(training.timer.seconds)
     epochs_run = len(logs["seconds"])
     best_epoch = training.early_stopping.best_epoch + 1 if epochs_run else 0
@@ -149,6 +156,9 @@ def finish_seed(history, training, splits, seed, output_dir=None):
     last_epoch_logs = test_logs
     if training.last_epoch_test and training.last_epoch_test.logs:
         last_epoch_logs = training.last_epoch_test.logs
+    if diverged:
+        nan = {"accuracy": float("nan"), "loss": float("nan")}
+        test_logs = last_epoch_logs = nan
     result = SeedResult(
         seed=int(seed),
         test_accuracy=float(test_logs["accuracy"]),
@@ -160,6 +170,7 @@ def finish_seed(history, training, splits, seed, output_dir=None):
         seconds_per_epoch=float(np.mean(seconds)) if seconds else 0.0,
         stopped_early=bool(model.stop_training),
         history=logs,
+        diverged=diverged,
     )
     if output_dir is not None:
         network = getattr(model, "network", model)
@@ -247,7 +258,11 @@ def run(
         A `Result`.
 
     Raises:
-        ValueError: For unknown names, no seeds or a learning rate <= 0.
+        ValueError: For unknown names, no seeds or a repeated one, `epochs`
+            below 1, or a learning rate that is not a finite number > 0;
+            all before any data loads. A seed whose training diverges
+            does not raise: its `SeedResult` has `diverged=True` and NaN
+            test metrics, and `Result.diverged_seeds` lists it.
 
     Example:
 
@@ -263,6 +278,28 @@ def run(
     seeds = [int(seed) for seed in seeds]
     if not seeds:
         raise ValueError(f"Give at least one seed. Received: seeds={seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(
+            "Each seed is one run: a repeated seed would count one run "
+            f"twice. Received: seeds={seeds!r}"
+        )
+    if epochs is not None and (
+        isinstance(epochs, bool)
+        or not isinstance(epochs, numbers.Integral)
+        or epochs < 1
+    ):
+        raise ValueError(
+            f"`epochs` must be an integer >= 1. Received: epochs={epochs!r}"
+        )
+    if learning_rate is not None and (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, numbers.Real)
+        or not (math.isfinite(learning_rate) and learning_rate > 0)
+    ):
+        raise ValueError(
+            "`learning_rate` must be a finite number > 0. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
     overrides = {
         "batch_size": batch_size,
         "learning_rate": learning_rate,
@@ -321,7 +358,15 @@ def run(
         with scope:
             history = train_fn(seed_run)
         seed_result = finish_seed(history, training, splits, seed, run_dir)
-        if verbose:
+        if seed_result.diverged:
+            logging.warning(
+                "%s seed %d diverged: the loss became NaN or Inf; no test "
+                "accuracy (try a smaller learning rate than %g).",
+                name,
+                seed,
+                hparams.learning_rate,
+            )
+        elif verbose:
             logging.info(
                 "%s seed %d: test accuracy %.4f (best epoch %d of %d)",
                 name,
@@ -336,6 +381,7 @@ def run(
         architecture=architecture,
         algorithm=algorithm.name,
         feedback=rule,
+        policy=policy_name if hasattr(algorithm, "policy") else None,
         hyperparameters=hparams,
         max_epochs=max_epochs,
         runs=runs,
