@@ -122,7 +122,21 @@ def search_dirs(dataset, data_dir):
 
 
 def find_source(dataset, data_dir, download):
-    """The `Source` of a copy of `dataset`, downloaded only if allowed."""
+    """The `Source` of a copy of `dataset`, downloaded only if allowed.
+
+    A `data_dir` that is not a folder is refused (unless `download` may
+    create it) rather than passed over for the usual places.
+    """
+    if data_dir is not None and not download:
+        path = pathlib.Path(os.fspath(data_dir)).expanduser()
+        if not path.is_dir():
+            problem = "is not a folder" if path.exists() else "does not exist"
+            raise ValueError(
+                f"`data_dir` {problem}. Give the folder holding the data "
+                "(a mistyped path would else go unnoticed, with the data "
+                "read from elsewhere). "
+                f"Received: data_dir={os.fspath(data_dir)!r}"
+            )
     if dataset.bundled is not None:
         return Source(dataset, dataset.bundled, None, None)
     tried = []
