@@ -863,15 +863,3 @@ def test_a_data_dir_that_is_not_a_folder_is_refused(name, tmp_path):
     a_file.write_bytes(b"")
     with pytest.raises(ValueError, match="is not a folder"):
         datasets.load_arrays(name, "test", data_dir=a_file)
-
-@pytest.mark.parametrize("name", ["fashion_mnist", "digits"])
-def test_a_data_dir_that_is_not_a_folder_is_refused(name, tmp_path):
-    # It was passed over for the system's copy, without a word.
-    missing = tmp_path / "no_such_folder"
-    with pytest.raises(ValueError, match="does not exist") as error:
-        datasets.load(name, "test", data_dir=missing)
-    assert f"data_dir={str(missing)!r}" in str(error.value)
-    a_file = tmp_path / "mnist.npz"
-    a_file.write_bytes(b"")
-    with pytest.raises(ValueError, match="is not a folder"):
-        datasets.load_arrays(name, "test", data_dir=a_file)
