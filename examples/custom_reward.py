@@ -24,21 +24,28 @@ digits, at the same accuracy (about 0.96). Large penalties (2 and more)
 slow learning down at the paper's learning rate of 0.1.
 """
 
+import math
+
 import keras
 import numpy as np
-from absl import app
 from absl import flags
 
 import keras_brainprop as kbp
+from keras_brainprop import cli
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_float(
     "penalty", 1.0, "Cost of a costly confusion (its reward is -penalty)."
 )
+flags.register_validator(
+    "penalty", math.isfinite, "--penalty must be a finite number."
+)
 flags.DEFINE_integer("epochs", 30, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of both runs.")
-flags.DEFINE_integer("verbose", 0, "Keras verbosity of fit.")
+flags.DEFINE_integer(
+    "verbose", 0, "Keras verbosity of fit.", lower_bound=0, upper_bound=2
+)
 
 # Confusions that cost more, in both directions.
 COSTLY_PAIRS = ((1, 8), (1, 6), (1, 2), (2, 8), (4, 9))
@@ -127,4 +134,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)  # A bad flag: one message, no traceback.

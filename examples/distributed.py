@@ -48,20 +48,39 @@ from absl import flags
 import keras_brainprop as kbp
 from keras_brainprop import cli
 
-flags.DEFINE_enum("strategy", "mirrored", cli.STRATEGIES, "See above.")
-flags.DEFINE_integer("cpu_replicas", 0, "mirrored: N logical CPU replicas.")
+flags.DEFINE_enum(
+    "strategy", "mirrored", cli.STRATEGIES, "See above.", case_sensitive=False
+)
+flags.DEFINE_integer(
+    "cpu_replicas", 0, "mirrored: N logical CPU replicas.", lower_bound=0
+)
+cli.only_with("cpu_replicas", "strategy", ("mirrored",))
 flags.DEFINE_list("workers", None, "multi_worker: every host:port, in order.")
-flags.DEFINE_integer("task_index", 0, "multi_worker: this worker's index.")
+flags.DEFINE_integer(
+    "task_index", 0, "multi_worker: this worker's index.", lower_bound=0
+)
 flags.DEFINE_string("tpu", "local", "tpu: the TPU's name or grpc:// address.")
-flags.DEFINE_enum("dataset", "digits", kbp.datasets.NAMES, "The data.")
 flags.DEFINE_enum(
-    "architecture", "mlp", kbp.architectures.ARCHITECTURES, "The network."
+    "dataset", "digits", kbp.datasets.NAMES, "The data.", case_sensitive=False
 )
 flags.DEFINE_enum(
-    "algorithm", "brainprop", kbp.algorithms.NAMES, "From reward or labels."
+    "architecture",
+    "mlp",
+    kbp.architectures.ARCHITECTURES,
+    "The network.",
+    case_sensitive=False,
 )
-flags.DEFINE_integer("epochs", 20, "Training epochs.")
-flags.DEFINE_integer("batch_size", None, "Global batch; default the paper's.")
+flags.DEFINE_enum(
+    "algorithm",
+    "brainprop",
+    kbp.algorithms.NAMES,
+    "From reward or labels.",
+    case_sensitive=False,
+)
+flags.DEFINE_integer("epochs", 20, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer(
+    "batch_size", None, "Global batch; default the paper's.", lower_bound=1
+)
 flags.DEFINE_string("data_dir", None, "A folder holding the dataset.")
 flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
 FLAGS = flags.FLAGS
@@ -109,14 +128,19 @@ def main(argv):
         algorithm.compile(model, learning_rate=hparams.learning_rate)
 
     chief = cli.is_chief(strategy)
-    model.fit(
+    history = model.fit(
         train.with_options(options),
         validation_data=validation.with_options(options),
         epochs=FLAGS.epochs,
-        callbacks=[kbp.callbacks.EpochLearningRate(hparams.learning_rate_at)],
+        callbacks=[
+            kbp.callbacks.EpochLearningRate(hparams.learning_rate_at),
+            keras.callbacks.TerminateOnNaN(),
+        ],
         verbose=2 if chief else 0,
         shuffle=False,  # The loader reshuffles the training set every epoch.
     )
+    # A diverged network (NaN weights) has no test accuracy to report.
+    cli.raise_if_diverged(history, hparams.learning_rate)
     test_logs = model.evaluate(
         test.with_options(options), return_dict=True, verbose=0
     )
@@ -126,4 +150,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_script(main)  # A missing dataset: one message, no traceback.
+    cli.run_script(main)  # A bad flag or missing data: one message.

@@ -23,26 +23,42 @@ import keras_brainprop as kbp
 from keras_brainprop import cli
 
 ARCHITECTURES = ("dense", "conv", "loccon")  # The paper's MNIST networks.
-flags.DEFINE_enum("architecture", "conv", ARCHITECTURES, "The network.")
 flags.DEFINE_enum(
-    "algorithm", "brainprop", kbp.algorithms.NAMES, "From reward or labels."
+    "architecture", "conv", ARCHITECTURES, "The network.", case_sensitive=False
 )
 flags.DEFINE_enum(
-    "feedback", "symmetric", kbp.feedback.NAMES, "Feedback rule of the error."
+    "algorithm",
+    "brainprop",
+    kbp.algorithms.NAMES,
+    "From reward or labels.",
+    case_sensitive=False,
+)
+flags.DEFINE_enum(
+    "feedback",
+    "symmetric",
+    kbp.feedback.NAMES,
+    "Feedback rule of the error.",
+    case_sensitive=False,
 )
 flags.DEFINE_enum(
     "policy",
     "epsilon_boltzmann",
     kbp.policies.NAMES,
     "BrainProp's action selection (epsilon_boltzmann: the paper's).",
+    case_sensitive=False,
 )
+cli.only_with("policy", "algorithm", ("brainprop",))  # Backprop has none.
 flags.DEFINE_float(
     "learning_rate",
     None,
-    "Initial SGD learning rate; unset: the paper's 0.1.",
-    lower_bound=0.0,
+    "Initial SGD learning rate, finite and > 0; unset: the paper's 0.1.",
 )
-flags.DEFINE_integer("epochs", 500, "At most; early stopping ends sooner.")
+flags.register_validator(
+    "learning_rate", cli.is_learning_rate, cli.LEARNING_RATE_MESSAGE
+)
+flags.DEFINE_integer(
+    "epochs", 500, "At most; early stopping ends sooner.", lower_bound=1
+)
 flags.DEFINE_string("data_dir", None, "The folder of the IDX files.")
 flags.DEFINE_integer("seed", 0, "Seeds weights, data split and exploration.")
 flags.DEFINE_string("logdir", None, "If set, write TensorBoard logs here.")
@@ -86,12 +102,13 @@ def main(argv):
     model = algorithm.wrap(network)
     algorithm.compile(model, learning_rate=hparams.learning_rate)
 
-    model.fit(
+    history = model.fit(
         train,
         validation_data=validation,
         epochs=FLAGS.epochs,
         callbacks=[
             kbp.callbacks.EpochLearningRate(hparams.learning_rate_at),
+            keras.callbacks.TerminateOnNaN(),
             keras.callbacks.EarlyStopping(
                 monitor="val_accuracy",
                 mode="max",
@@ -103,9 +120,11 @@ def main(argv):
         ],
         shuffle=False,  # The loader reshuffles the training set every epoch.
     )
+    # A diverged network (NaN weights) has no test accuracy to report.
+    cli.raise_if_diverged(history, hparams.learning_rate)
     test_logs = model.evaluate(test, return_dict=True)
     print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 
 if __name__ == "__main__":
-    cli.run_script(main)  # A missing dataset: one message, no traceback.
+    cli.run_script(main)  # A bad flag or missing data: one message.

@@ -29,15 +29,19 @@ import signal
 
 import keras
 import tensorflow as tf
-from absl import app
 from absl import flags
 
 import keras_brainprop as kbp
+from keras_brainprop import cli
 
 flags.DEFINE_string("backup_dir", "/tmp/kbp_resume", "One folder per run.")
-flags.DEFINE_integer("save_every", 20, "Back up every this many steps.")
-flags.DEFINE_integer("kill_at_step", None, "Kill the process at this step.")
-flags.DEFINE_integer("epochs", 5, "Training epochs.")
+flags.DEFINE_integer(
+    "save_every", 20, "Back up every this many steps.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "kill_at_step", None, "Kill the process at this step.", lower_bound=1
+)
+flags.DEFINE_integer("epochs", 5, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seeds the weights, data and exploration.")
 FLAGS = flags.FLAGS
 
@@ -95,4 +99,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)  # A bad flag: one message, no traceback.

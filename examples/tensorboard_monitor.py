@@ -21,14 +21,16 @@ same every N batches, under `batch/`.
 """
 
 import keras
-from absl import app
 from absl import flags
 
 import keras_brainprop as kbp
+from keras_brainprop import cli
 
 flags.DEFINE_string("logdir", "/tmp/kbp_logs", "Where to write the logs.")
-flags.DEFINE_integer("epochs", 20, "Training epochs.")
-flags.DEFINE_integer("update_freq", 20, "Also log every this many batches.")
+flags.DEFINE_integer("epochs", 20, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer(
+    "update_freq", 20, "Also log every this many batches.", lower_bound=1
+)
 flags.DEFINE_integer("seed", 0, "Seeds the weights and the exploration.")
 FLAGS = flags.FLAGS
 
@@ -71,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)  # A bad flag: one message, no traceback.

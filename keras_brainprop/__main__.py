@@ -64,13 +64,20 @@ flags.DEFINE_enum(
     "BrainProp's action selection (keras_brainprop.policies): "
     "epsilon_boltzmann is the paper's; discovery finds every class sooner "
     "when some are never the greedy choice (README, 'Exploration').",
+    case_sensitive=False,
 )
+# Backprop has no policy: --policy with --algorithm=backprop is refused.
+cli.only_with("policy", "algorithm", ("both", "brainprop"))
 
 _LABELS = {"brainprop": "BrainProp", "backprop": "backprop (EBP)"}
 
 
 def format_table(results):
     """Returns a markdown table of `experiment.Result`s, one row each.
+
+    Each row names the algorithm, its feedback rule and its policy ("–"
+    for backprop, which has none). A run that diverged has no accuracy
+    ("–").
 
     Args:
         results: A list of `experiment.Result`.
@@ -86,6 +93,8 @@ def format_table(results):
     rows = [
         [
             _LABELS[result.algorithm],
+            result.feedback,
+            result.policy or "–",
             f"{fmt(result.mean_test_accuracy)} ± "
             f"{fmt(result.std_test_accuracy)}",
             fmt(result.mean_best_epoch, 1),
@@ -96,6 +105,8 @@ def format_table(results):
     ]
     header = [
         "algorithm",
+        "feedback",
+        "policy",
         "test accuracy",
         "best epoch",
         "epochs run",
@@ -148,6 +159,15 @@ def main(argv):
     print(f"\nWall time: {time.perf_counter() - start:.1f} s")
     if FLAGS.output_dir:
         print(f"Results written to {FLAGS.output_dir}")
+    # A diverged run has no result to report: the command fails.
+    diverged = [result for result in results if result.diverged_seeds]
+    if diverged:
+        raise SystemExit(
+            "Error: "
+            + "; ".join(result.summary() for result in diverged)
+            + ". Try a smaller --learning_rate. Received: learning_rate="
+            + f"{diverged[0].hyperparameters.learning_rate:g}"
+        )
 
 
 if __name__ == "__main__":

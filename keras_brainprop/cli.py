@@ -6,8 +6,11 @@ tables and error messages they print.
 arguments of `experiment.run`, and `make_strategy` creates the strategy
 named by `--strategy`. In a multi-worker cluster `chief_outputs` keeps the
 written files on the chief. `run_script` runs a script's `main` so that a
-missing dataset or a bad value ends it with one message, not a traceback;
-`markdown_table` and `format_number` format the tables scripts print.
+missing dataset, a bad value or a bad flag ends it with one message, not a
+traceback, and a run that diverged with a non-zero exit status
+(`check_finite`); `markdown_table` and `format_number` format the tables
+scripts print. `is_learning_rate` and `only_with` are the flag checks
+scripts share.
 
 The package itself never imports this module: only scripts do.
 
@@ -37,6 +40,7 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import tempfile
 
 import tensorflow as tf
@@ -171,6 +175,59 @@ def _parse_seeds(values):
         return None
 
 
+def _repeats_no_seed(values):
+    seeds = _parse_seeds(values)
+    return seeds is None or len(set(seeds)) == len(seeds)
+
+
+def is_learning_rate(rate):
+    """Whether `rate` is a valid `--learning_rate`: unset, or finite and > 0.
+
+    An infinite rate makes every weight NaN in the first step. Pass it to
+    `flags.register_validator` with `LEARNING_RATE_MESSAGE`.
+
+    Example:
+
+    >>> is_learning_rate(None), is_learning_rate(0.1), is_learning_rate(0.0)
+    (True, True, False)
+    """
+    return rate is None or (math.isfinite(rate) and rate > 0)
+
+
+LEARNING_RATE_MESSAGE = "--learning_rate must be a finite number > 0."
+
+
+def only_with(name, other, values, flag_values=flags.FLAGS):
+    """Refuses `--<name>` set away from its default unless `--<other>` is
+    one of `values`, so that a flag the run would ignore is an error.
+
+    The check runs when the flags are parsed, before any data loads.
+
+    Args:
+        name: The flag used only with some values of `other`.
+        other: The flag it depends on.
+        values: The values of `--<other>` that use `--<name>`.
+        flag_values: The `absl.flags.FlagValues` holding both.
+
+    Example:
+
+    >>> only_with("cpu_replicas", "strategy", ("mirrored",))
+    """
+    default = flag_values[name].default
+    expected = " or ".join(f"--{other}={value}" for value in values)
+
+    def check(flags_dict):
+        return flags_dict[name] == default or flags_dict[other] in values
+
+    flags.register_multi_flags_validator(
+        [name, other],
+        check,
+        message=f"--{name} is used only with {expected}; without it, it "
+        "would be ignored.",
+        flag_values=flag_values,
+    )
+
+
 def define_flags(
     *,
     dataset=None,
@@ -186,14 +243,15 @@ def define_flags(
 ):
     """Defines the absl flags shared by the CLI, examples and benchmarks.
 
-    Always defines `--epochs`, `--seeds` (comma-separated ints),
-    `--data_dir`, `--logdir`, `--output_dir`, `--batch_size`,
-    `--learning_rate` (> 0), `--patience`, `--max_train_examples` and
-    `--verbose`; `--algorithm`, `--dataset` and `--architecture` when a
-    default is given for them; `--strategy` and `--cpu_replicas` when
-    `strategy` is given. They count as the calling script's flags, so its
-    `--help` lists them. Read them back with `run_kwargs`,
-    `algorithms.get(FLAGS.algorithm)` and
+    Always defines `--epochs`, `--seeds` (comma-separated ints, none
+    repeated), `--data_dir`, `--logdir`, `--output_dir`, `--batch_size`,
+    `--learning_rate` (finite, > 0), `--patience`, `--max_train_examples`
+    and `--verbose`; `--algorithm`, `--dataset` and `--architecture` when a
+    default is given for them; `--strategy` and `--cpu_replicas` (only with
+    `--strategy=mirrored`) when `strategy` is given. Names are
+    case-insensitive, as in the Python API. The flags count as the calling
+    script's flags, so its `--help` lists them. Read them back with
+    `run_kwargs`, `algorithms.get(FLAGS.algorithm)` and
     `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
 
     Args:
@@ -221,6 +279,7 @@ def define_flags(
             dataset,
             datasets.NAMES,
             "Dataset to train on.",
+            case_sensitive=False,
             flag_values=flag_values,
         )
     if architecture is not None:
@@ -229,6 +288,7 @@ def define_flags(
             architecture,
             architectures.ARCHITECTURES,
             "Network (see keras_brainprop.architectures).",
+            case_sensitive=False,
             flag_values=flag_values,
         )
     if algorithm is not None:
@@ -239,6 +299,7 @@ def define_flags(
             "brainprop: learn from reward; backprop: error backpropagation "
             "of the cross-entropy (the paper's baseline; 'ebp' is its "
             "former name).",
+            case_sensitive=False,
             flag_values=flag_values,
         )
     if strategy is not None:
@@ -248,6 +309,7 @@ def define_flags(
             strategies,
             "The tf.distribute strategy to train under (see "
             "cli.make_strategy); --batch_size stays the global batch.",
+            case_sensitive=False,
             flag_values=flag_values,
         )
         flags.DEFINE_integer(
@@ -258,6 +320,7 @@ def define_flags(
             lower_bound=0,
             flag_values=flag_values,
         )
+        only_with("cpu_replicas", "strategy", ("mirrored",), flag_values)
     flags.DEFINE_integer(
         "epochs",
         epochs,
@@ -276,6 +339,13 @@ def define_flags(
         "seeds",
         lambda values: bool(values) and _parse_seeds(values) is not None,
         message="--seeds must be a comma-separated list of integers.",
+        flag_values=flag_values,
+    )
+    # A repeated seed repeats a run: its mean would count it twice.
+    flags.register_validator(
+        "seeds",
+        _repeats_no_seed,
+        message="--seeds must not repeat a seed: each seed is one run.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -308,13 +378,13 @@ def define_flags(
     flags.DEFINE_float(
         "learning_rate",
         None,
-        "Initial learning rate, > 0; unset: the paper's 0.1.",
+        "Initial learning rate, finite and > 0; unset: the paper's 0.1.",
         flag_values=flag_values,
     )
     flags.register_validator(
         "learning_rate",
-        lambda rate: rate is None or rate > 0,
-        message="--learning_rate must be > 0.",
+        is_learning_rate,
+        message=LEARNING_RATE_MESSAGE,
         flag_values=flag_values,
     )
     flags.DEFINE_enum(
@@ -324,6 +394,7 @@ def define_flags(
         "Feedback rule of either algorithm (see keras_brainprop.feedback): "
         "symmetric is backprop's; the others send the error down through "
         "feedback weights that differ from the forward ones.",
+        case_sensitive=False,
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -376,10 +447,12 @@ def run_kwargs(flag_values=flags.FLAGS):
 def run_script(main):
     """Runs `main(argv)` with `absl.app.run`, ending errors in one message.
 
-    A dataset that is not on disk (`datasets.DatasetNotFoundError`), a
-    missing file or a bad argument value (`ValueError`) stops the script
-    with "Error: <message>" on stderr and exit status 1, without a
-    traceback. Other errors keep theirs.
+    A bad flag (checked before `main` runs, so before any data loads), a
+    dataset that is not on disk (`datasets.DatasetNotFoundError`), a
+    missing file or a bad argument value (`ValueError`, e.g. from
+    `raise_if_diverged`) stops the script with "Error: <message>" on
+    stderr and exit status 1, without a traceback. Other errors keep
+    theirs. `--help` lists the flags and exits with status 0.
 
     Args:
         main: The script's `main(argv)`.
@@ -396,7 +469,52 @@ def run_script(main):
         except (FileNotFoundError, ValueError) as error:
             raise SystemExit(f"Error: {error}") from None
 
-    app.run(main_with_clean_errors)
+    app.run(main_with_clean_errors, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+    # absl (2.5) ends --help, --helpshort, --helpfull and --helpxml with
+    # status 1, as it ends a bad flag: asking for help is no error.
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        sys.stderr.write(f"Error: {error}\nPass --help to list the flags.\n")
+        sys.exit(1)
+    except SystemExit as exit_request:
+        # While flags are parsed, only the help flags exit.
+        if exit_request.code == 1:
+            sys.exit(0)
+        raise
+
+
+def raise_if_diverged(history, learning_rate=None):
+    """Raises `ValueError` if training diverged: its loss became NaN or Inf.
+
+    A diverged network has NaN weights; its test accuracy measures nothing,
+    so a script checks its `fit` before reporting one (and `run_script`
+    ends it with exit status 1).
+
+    Args:
+        history: The `keras.callbacks.History` returned by `fit`.
+        learning_rate: The run's learning rate, named in the message.
+
+    Example:
+
+    >>> history = model.fit(train, epochs=10,
+    ...                     callbacks=[keras.callbacks.TerminateOnNaN()])
+    >>> raise_if_diverged(history, learning_rate=0.1)
+    """
+    for epoch, loss in enumerate(history.history.get("loss", []), start=1):
+        if not math.isfinite(loss):
+            received = f"loss={loss}"
+            if learning_rate is not None:
+                received += f", learning_rate={learning_rate!r}"
+            raise ValueError(
+                f"Training diverged in epoch {epoch}: the loss became "
+                f"{loss}, the weights are no longer finite and there is no "
+                "test accuracy to report; try a smaller learning rate. "
+                f"Received: {received}"
+            )
 
 
 def format_number(value, digits=4):

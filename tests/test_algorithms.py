@@ -146,6 +146,18 @@ def test_compile_refuses_a_rate_that_is_not_positive(algorithm, learning_rate):
         algorithm.compile(model, learning_rate=learning_rate)
 
 
+@pytest.mark.parametrize("algorithm", algorithms.NAMES)
+@pytest.mark.parametrize("learning_rate", ["inf", "nan"])
+def test_compile_refuses_a_rate_that_is_not_finite(algorithm, learning_rate):
+    # An infinite rate made every weight NaN in the first step, silently.
+    algorithm = algorithms.get(algorithm)
+    model = algorithm.wrap(_network(algorithm.output_activation))
+    with pytest.raises(ValueError, match=f"learning_rate={learning_rate}"):
+        algorithm.compile(model, learning_rate=float(learning_rate))
+    with pytest.raises(ValueError, match="finite"):
+        algorithm.compile(model, learning_rate=np.float32(learning_rate))
+
+
 def test_wrap_under_a_strategy():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():

@@ -124,7 +124,12 @@ def _run_benchmark(script, *args):
         # Both algorithms by default, then a table and the wall time.
         (
             ["--max_train_examples=64"],
-            ["| BrainProp |", "| backprop (EBP) |", "Wall time"],
+            [
+                "| algorithm | feedback | policy | test accuracy |",
+                "| BrainProp | symmetric | paper |",
+                "| backprop (EBP) | symmetric | – |",
+                "Wall time",
+            ],
             ["brainprop", "backprop"],
         ),
         # A policy other than the paper's is BrainProp's and in its name.
@@ -408,17 +413,19 @@ def _flag_help(text):
     """Maps each flag of absl's `--help` output to its help, on one line."""
     entries = {}
     for line in text.splitlines():
-        match = re.match(r"  --(\w+): (.*)", line)
+        # A long list of choices starts on the next line.
+        match = re.match(r"  --(\w+):(.*)", line)
         if match:
-            name, entries[match[1]] = match[1], match[2]
+            name, entries[match[1]] = match[1], match[2].strip()
         elif entries and line.startswith("    "):
-            entries[name] += " " + line.strip()
+            entries[name] = f"{entries[name]} {line.strip()}".strip()
     return entries
 
 
 def test_help_lists_every_flag_with_its_default():
     completed = _run_python("-m", "keras_brainprop", "--help")
-    # (absl's --help exits with status 1.)
+    # Asking for help is no error (absl alone exits with status 1).
+    assert completed.returncode == 0, completed.stderr[-3000:]
     entries = _flag_help(completed.stdout)
     defaults = {
         "algorithm": "'both'",
@@ -482,6 +489,129 @@ def test_learning_rate_must_be_positive():
     cli.define_flags(flag_values=flag_values)
     flag_values(["prog", "--learning_rate=0.05"])
     assert cli.run_kwargs(flag_values)["learning_rate"] == 0.05
+
+
+def test_learning_rate_flag_refuses_a_rate_that_is_not_finite():
+    # --learning_rate=inf passed the "> 0" check; training went to NaN.
+    for rate in ("inf", "nan"):
+        flag_values = flags.FlagValues()
+        cli.define_flags(flag_values=flag_values)
+        with pytest.raises(flags.IllegalFlagValueError, match="finite"):
+            flag_values(["prog", f"--learning_rate={rate}"])
+    assert cli.is_learning_rate(None) and cli.is_learning_rate(0.3)
+    assert not cli.is_learning_rate(float("inf"))
+
+
+def test_cpu_replicas_flag_needs_the_mirrored_strategy():
+    flag_values = flags.FlagValues()
+    cli.define_flags(strategy="default", flag_values=flag_values)
+    with pytest.raises(
+        flags.IllegalFlagValueError, match="--strategy=mirrored"
+    ):
+        flag_values(["prog", "--cpu_replicas=2"])
+    flag_values(["prog", "--strategy=mirrored", "--cpu_replicas=2"])
+    assert flag_values.cpu_replicas == 2
+
+
+def test_seeds_flag_refuses_a_repeated_seed():
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values=flag_values)
+    with pytest.raises(flags.IllegalFlagValueError, match="repeat"):
+        flag_values(["prog", "--seeds=1,1"])
+    flag_values(["prog", "--seeds=1,2"])
+    assert cli.run_kwargs(flag_values)["seeds"] == [1, 2]
+
+
+def test_name_flags_are_case_insensitive_as_the_python_api():
+    flag_values = flags.FlagValues()
+    cli.define_flags(
+        dataset="digits",
+        architecture="mlp",
+        strategy="default",
+        flag_values=flag_values,
+    )
+    flag_values(
+        [
+            "prog",
+            "--dataset=Fashion_MNIST",
+            "--architecture=MLP",
+            "--algorithm=BrainProp",
+            "--strategy=Mirrored",
+            "--feedback=Kolen_Pollack",
+        ]
+    )
+    values = [
+        flag_values[name].value
+        for name in ("dataset", "architecture", "algorithm", "strategy")
+    ]
+    assert values == ["fashion_mnist", "mlp", "brainprop", "mirrored"]
+    assert cli.run_kwargs(flag_values)["feedback"] == "kolen_pollack"
+
+
+def test_only_with_refuses_a_flag_the_run_would_ignore():
+    flag_values = flags.FlagValues()
+    flags.DEFINE_enum(
+        "algorithm",
+        "both",
+        ["both", "brainprop", "backprop"],
+        "",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string("policy", "paper", "", flag_values=flag_values)
+    cli.only_with("policy", "algorithm", ("both", "brainprop"), flag_values)
+    flag_values(["prog", "--algorithm=brainprop", "--policy=discovery"])
+    flag_values(["prog", "--algorithm=backprop", "--policy=paper"])
+    with pytest.raises(flags.IllegalFlagValueError, match="algorithm=backprop"):
+        flag_values(["prog", "--algorithm=backprop", "--policy=discovery"])
+
+
+def test_demo_refuses_a_policy_for_backprop_before_loading_data():
+    completed = _run_python(
+        "-m", "keras_brainprop", "--algorithm=backprop", "--policy=discovery"
+    )
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    errors = [
+        line
+        for line in completed.stderr.splitlines()
+        if line.startswith("Error: ")
+    ]
+    assert len(errors) == 1, completed.stderr[-3000:]
+    assert "--policy" in errors[0] and "algorithm=backprop" in errors[0]
+    assert "Training" not in completed.stdout
+
+
+def test_demo_that_diverges_reports_no_accuracy_and_exits_1(tmp_path):
+    completed = _run_python(
+        "-m",
+        "keras_brainprop",
+        "--algorithm=brainprop",
+        "--learning_rate=1e30",
+        "--epochs=2",
+        "--max_train_examples=64",
+        f"--output_dir={tmp_path}",
+    )
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    assert "| BrainProp | symmetric | paper | – ± – |" in completed.stdout
+    errors = [
+        line
+        for line in completed.stderr.splitlines()
+        if line.startswith("Error: ")
+    ]
+    assert len(errors) == 1, completed.stderr[-3000:]
+    assert "diverged" in errors[0]
+    assert "learning_rate=1e+30" in errors[0]
+    summary = tmp_path / "digits_mlp_brainprop" / "summary.json"
+    assert json.loads(summary.read_text())["diverged_seeds"] == [0]
+
+
+def test_raise_if_diverged_names_the_epoch_and_the_rate():
+    history = types.SimpleNamespace(history={"loss": [0.5, float("nan")]})
+    with pytest.raises(ValueError, match="epoch 2.*learning_rate=0.5"):
+        cli.raise_if_diverged(history, learning_rate=0.5)
+    with pytest.raises(ValueError, match="loss=inf"):
+        cli.raise_if_diverged(types.SimpleNamespace(history={"loss": [np.inf]}))
+    cli.raise_if_diverged(types.SimpleNamespace(history={"loss": [0.5, 0.4]}))
 
 
 def test_epochs_help_names_the_paper_default_only_when_unset():

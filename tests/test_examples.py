@@ -8,7 +8,9 @@ default data location is pointed at an empty folder, so nothing but the
 files written here can be read and nothing is ever downloaded.
 """
 
+import contextlib
 import gzip
+import importlib.util
 import os
 import pathlib
 import pickle
@@ -22,6 +24,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from keras_brainprop import datasets
 
@@ -360,3 +363,110 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(
     assert "Resumed" not in fresh
     assert checksum(rerun) == checksum(fresh)
     assert printed_accuracy(rerun) == printed_accuracy(fresh)
+
+
+# Flag checks, in this process: a script's flags are parsed before its
+# main() loads any data.
+
+DATASET_SCRIPTS = (
+    "mnist.py",
+    "fashion_mnist.py",
+    "cifar10.py",
+    "cifar100.py",
+    "tiny_imagenet.py",
+)
+
+
+@contextlib.contextmanager
+def script_flags(script):
+    """Imports `examples/<script>`; yields a parser of its flags.
+
+    The parser takes the arguments, parses them into the global
+    `flags.FLAGS` and returns it. The script's flags are removed on exit.
+    """
+    before = set(flags.FLAGS)
+    path = ROOT / "examples" / script
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+    def parse(*args):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["prog", *args])
+        return flags.FLAGS
+
+    try:
+        yield parse
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [*DATASET_SCRIPTS, "distributed.py", "resume.py", "tensorboard_monitor.py"],
+)
+def test_examples_refuse_epochs_below_one(script):
+    # --epochs=0 reported the untrained network's accuracy.
+    with script_flags(script) as parse:
+        for epochs in (0, -3):
+            with pytest.raises(flags.IllegalFlagValueError, match="epochs"):
+                parse(f"--epochs={epochs}")
+        assert parse("--epochs=1").epochs == 1
+
+
+@pytest.mark.parametrize("script", DATASET_SCRIPTS)
+def test_dataset_examples_check_the_learning_rate_when_parsing(script):
+    # 0 was refused only after the data had loaded, and inf accepted.
+    with script_flags(script) as parse:
+        for rate in ("0", "-0.1", "inf", "nan"):
+            with pytest.raises(
+                flags.IllegalFlagValueError, match="finite number > 0"
+            ):
+                parse(f"--learning_rate={rate}")
+        assert parse("--learning_rate=0.3").learning_rate == 0.3
+
+
+@pytest.mark.parametrize("script", DATASET_SCRIPTS)
+def test_dataset_examples_refuse_a_policy_for_backprop(script):
+    with script_flags(script) as parse:
+        with pytest.raises(flags.IllegalFlagValueError, match="--policy"):
+            parse("--algorithm=backprop", "--policy=discovery")
+        parsed = parse("--algorithm=BrainProp", "--policy=Discovery")
+        assert (parsed.algorithm, parsed.policy) == ("brainprop", "discovery")
+        assert parse("--feedback=Sign_Symmetry").feedback == "sign_symmetry"
+
+
+def test_distributed_refuses_cpu_replicas_without_mirrored():
+    with script_flags("distributed.py") as parse:
+        with pytest.raises(
+            flags.IllegalFlagValueError, match="--strategy=mirrored"
+        ):
+            parse("--strategy=default", "--cpu_replicas=2")
+        parsed = parse("--strategy=Mirrored", "--cpu_replicas=2")
+        assert (parsed.strategy, parsed.cpu_replicas) == ("mirrored", 2)
+
+
+@pytest.mark.parametrize(
+    "script, flag",
+    [("resume.py", "save_every"), ("tensorboard_monitor.py", "update_freq")],
+)
+def test_frequencies_below_one_are_flag_errors(script, flag):
+    # They failed with a traceback once the data had loaded.
+    with script_flags(script) as parse:
+        with pytest.raises(flags.IllegalFlagValueError, match=flag):
+            parse(f"--{flag}=0")
+
+
+def test_flag_errors_are_one_line_and_help_exits_0(empty_home, tmp_path):
+    completed = run_example(
+        "resume.py",
+        f"--backup_dir={tmp_path}",
+        "--save_every=0",
+        home=empty_home,
+        expect_exit=1,
+    )
+    assert "Traceback" not in completed.stderr
+    assert "Error: flag --save_every=0" in completed.stderr
+    helped = run_example("tensorboard_monitor.py", "--help", home=empty_home)
+    assert "--update_freq" in helped.stdout
