@@ -939,3 +939,237 @@ def test_interrupted_kolen_pollack_training_resumes_exactly(tmp_path):
     assert len(expected) == len(resumed.get_weights())
     for ours, theirs in zip(expected, resumed.get_weights()):
         np.testing.assert_allclose(theirs, ours, atol=1e-6)
+
+
+# Behaving as the wrapped layer -----------------------------------------------
+
+
+def _masked_net():
+    # Embedding's mask reaches the pooling through the Dense in between.
+    return keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            keras.layers.Embedding(20, 4, mask_zero=True),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(4),
+        ]
+    )
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("rule_name", RULES[1:])
+def test_masks_pass_through_as_through_the_wrapped_layer(rule_name, graph):
+    network = _masked_net()
+    converted = feedback.apply(network, rule_name)
+    x = np.array([[3, 5, 0, 0, 0, 0], [1, 2, 3, 4, 5, 0]], "int32")
+    call = tf.function(lambda net, x: net(x)) if graph else (lambda n, x: n(x))
+    np.testing.assert_allclose(call(converted, x), call(network, x), atol=1e-6)
+    layer = feedback.feedback_layers(converted)[0]
+    assert layer.supports_masking == layer.layer.supports_masking
+    mask = np.array([[True, False]])
+    np.testing.assert_array_equal(layer.compute_mask(None, mask), mask)
+    # A layer that drops masks still drops them.
+    conv = keras.layers.Conv1D(3, 1)
+    assert feedback.FeedbackLayer(conv, rule_name).supports_masking is False
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("rule_name", RULES[1:])
+def test_activity_regularizer_loss_is_that_of_the_plain_network(
+    rule_name, graph
+):
+    network = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(
+                8,
+                activation="relu",
+                activity_regularizer=keras.regularizers.L2(1.0),
+            ),
+            keras.layers.Dense(4),
+        ]
+    )
+    rule = feedback.get(rule_name)
+    if isinstance(rule, feedback.KolenPollack):
+        rule = feedback.KolenPollack(decay=0.0)  # No decay loss beside it.
+    converted = feedback.apply(network, rule)
+    x, _ = random_batch((6,), 4, batch_size=8)
+
+    def losses(net):
+        def call(x):
+            net(x, training=True)
+            return tf.add_n(net.losses)
+
+        return float((tf.function(call) if graph else call)(x))
+
+    expected = losses(network)
+    assert expected > 0
+    assert losses(converted) == pytest.approx(expected, rel=1e-6)
+    # Kept in the wrapped layer's config only, and after a reload.
+    layer = feedback.feedback_layers(converted)[0]
+    assert "activity_regularizer" not in layer.get_config()
+    restored = feedback.FeedbackLayer.from_config(layer.get_config())
+    assert isinstance(restored.activity_regularizer, keras.regularizers.L2)
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_freezing_a_layer_freezes_its_kolen_pollack_feedback(run_eagerly):
+    network = dense_net()
+    model = brainprop_model(
+        network,
+        feedback.KolenPollack(decay=0.1, seed=1),
+        run_eagerly=run_eagerly,
+    )
+    network.layers[0].trainable = False  # After wrapping.
+    frozen, free = feedback.feedback_layers(model.network)[:2]
+    before = [to_numpy(v) for v in (*frozen.weights, *free.weights)]
+    x, y = random_batch((6,), 4, batch_size=32)
+    model.fit(x, y, batch_size=8, verbose=0)
+    after = [to_numpy(v) for v in (*frozen.weights, *free.weights)]
+    count = len(frozen.weights)
+    for old, new in zip(before[:count], after[:count]):
+        np.testing.assert_array_equal(new, old)
+    assert not np.allclose(before[count], after[count])
+
+    def learns(variable):
+        return any(v is variable for v in model.trainable_variables)
+
+    assert not learns(frozen.feedback_weights)
+    assert learns(free.feedback_weights)
+    network.layers[0].trainable = True
+    assert learns(frozen.feedback_weights)
+
+
+# Helpers given the wrapped model ---------------------------------------------
+
+
+def test_helpers_given_a_brainprop_model_use_its_network():
+    model = kbp.wrap(dense_net(), feedback=feedback.KolenPollack(seed=1))
+    assert feedback.rule_of(model) is model.feedback
+    assert feedback.feedback_layers(model) == feedback.feedback_layers(
+        model.network
+    )
+    plain = feedback.to_plain(model)
+    assert plain is not model and not feedback.feedback_layers(plain)
+    assert plain.layers[0] is model.network.layers[0].layer
+    with pytest.raises(ValueError, match="kbp.wrap|keras_brainprop.wrap"):
+        feedback.apply(model, "feedback_alignment")
+    backprop = kbp.BackpropModel(feedback.apply(dense_net(), "sign_symmetry"))
+    assert isinstance(feedback.rule_of(backprop), feedback.SignSymmetry)
+
+
+# Rule arguments --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: feedback.FeedbackAlignment(seed=-1),
+        lambda: feedback.KolenPollack(seed=-1),
+        lambda: feedback.FeedbackAlignment(seed=np.int64(-3)),
+    ],
+    ids=["feedback_alignment", "kolen_pollack", "numpy"],
+)
+def test_negative_seeds_are_refused(make):
+    with pytest.raises(ValueError, match=r"non-negative int.*Received: seed="):
+        make()
+
+
+@pytest.mark.parametrize("decay", [np.inf, -np.inf, np.nan, "0.1", True])
+def test_kolen_pollack_refuses_a_decay_that_is_not_finite(decay):
+    with pytest.raises(ValueError, match="finite non-negative.*Received: dec"):
+        feedback.KolenPollack(decay=decay)
+
+
+@pytest.mark.parametrize(
+    "initializer",
+    ["zeros", "ones", keras.initializers.Constant(0.5)],
+    ids=["zeros", "ones", "constant"],
+)
+def test_feedback_alignment_refuses_constant_feedback(initializer):
+    with pytest.raises(ValueError, match="never learn.*Received: initial"):
+        feedback.FeedbackAlignment(initializer=initializer)
+
+
+def test_rules_take_numpy_scalars():
+    rule = feedback.KolenPollack(decay=np.float32(1e-3), seed=np.int64(3))
+    assert rule.decay == 0.001 and type(rule.decay) is float
+    assert rule.seed == 3 and type(rule.seed) is int
+    assert feedback.FeedbackAlignment(seed=np.int32(2)).seed == 2
+    json.dumps(rule.get_config())  # Plain Python numbers.
+
+
+def test_a_seeded_initializer_sets_the_draw():
+    def first_feedback_kernel(rule):
+        converted = feedback.apply(dense_net(), rule)
+        return to_numpy(feedback.feedback_layers(converted)[0].feedback_kernel)
+
+    def seeded(seed):
+        initializer = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
+        return feedback.FeedbackAlignment(initializer=initializer)
+
+    np.testing.assert_array_equal(
+        first_feedback_kernel(seeded(5)), first_feedback_kernel(seeded(5))
+    )
+    assert not np.allclose(
+        first_feedback_kernel(seeded(5)), first_feedback_kernel(seeded(6))
+    )
+    # Layers of one shape still draw different weights.
+    network = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(5), keras.layers.Dense(5)]
+    )
+    converted = feedback.apply(network, seeded(5))
+    a, b = [to_numpy(layer.feedback_kernel) for layer in converted.layers]
+    assert not np.allclose(a, b)
+
+
+def test_a_seedless_callable_kernel_initializer_is_named_as_such():
+    def random_init(shape, dtype=None):
+        return tf.random.normal(shape) * 0.05
+
+    network = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, kernel_initializer=random_init),
+        ]
+    )
+    with pytest.raises(ValueError, match="takes no seed") as error:
+        feedback.apply(network, "feedback_alignment")
+    assert "not random" not in str(error.value)
+    assert "Received: kernel_initializer='random_init'" in str(error.value)
+    # Given as the rule's initializer, the callable is used as it is.
+    converted = feedback.apply(
+        network, feedback.FeedbackAlignment(initializer=random_init)
+    )
+    assert to_numpy(converted.layers[0].feedback_kernel).std() > 0
+
+
+def test_converted_network_loads_where_keras_brainprop_is_imported(tmp_path):
+    # Keras imports no package's classes by itself: the documented way is
+    # to import keras_brainprop first, or to save feedback.to_plain().
+    path = str(tmp_path / "network.keras")
+    feedback.apply(dense_net(), "kolen_pollack").save(path)
+    feedback.to_plain(feedback.apply(dense_net(), "kolen_pollack")).save(
+        str(tmp_path / "plain.keras")
+    )
+    script = (
+        "import sys, keras\n"
+        "keras.models.load_model(sys.argv[1] + '/plain.keras')\n"
+        "try:\n"
+        "    keras.models.load_model(sys.argv[1] + '/network.keras')\n"
+        "except Exception as error:\n"
+        "    print('FAILED', 'keras_brainprop' in str(error))\n"
+        "import keras_brainprop\n"
+        "keras.models.load_model(sys.argv[1] + '/network.keras')\n"
+        "print('LOADED')\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split() == ["FAILED", "True", "LOADED"]

@@ -148,3 +148,50 @@ def test_monitor_writes_no_feedback_diagnostics_for_symmetric(tmp_path):
     scalars, images = _tags(str(tmp_path / "brainprop"))
     assert not images
     assert not any(tag.startswith("epoch/feedback/") for tag in scalars)
+
+
+def test_nan_weights_or_probe_give_nan_angles_not_180():
+    network = kbp.feedback.apply(_network(), kbp.feedback.KolenPollack(seed=3))
+    reward = kbp.rewards.CorrectChoice()
+    top = kbp.feedback.feedback_layers(network)[-1].name
+    nan_probe = np.full_like(IMAGES, np.nan)
+    angles = diagnostics.update_alignment(network, nan_probe, LABELS, reward)
+    assert all(math.isnan(angle) for angle in angles.values())
+    # A diverged layer: NaN in its kernel.
+    first = kbp.feedback.feedback_layers(network)[0]
+    kernel = first.kernel.numpy()
+    kernel[0, 0, 0, 0] = np.nan
+    first.kernel.assign(kernel)
+    alignment = diagnostics.weight_alignment(network)
+    assert all(math.isnan(value) for value in alignment[first.name])
+    assert 0.0 < alignment[top][0] < 180.0
+
+
+def test_diagnostics_given_a_brainprop_model_use_its_network():
+    model = kbp.wrap(_network(), feedback=kbp.feedback.KolenPollack(seed=3))
+    reward = kbp.rewards.CorrectChoice()
+    assert diagnostics.weight_alignment(model) == (
+        diagnostics.weight_alignment(model.network)
+    )
+    assert diagnostics.weight_alignment(model)
+    assert diagnostics.update_alignment(
+        model, IMAGES, LABELS, reward
+    ) == diagnostics.update_alignment(model.network, IMAGES, LABELS, reward)
+    np.testing.assert_array_equal(
+        diagnostics.attention_maps(model, IMAGES, LABELS, reward),
+        diagnostics.attention_maps(model.network, IMAGES, LABELS, reward),
+    )
+
+
+def test_attention_maps_refuse_inputs_that_are_not_images():
+    network = kbp.feedback.apply(
+        keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)]),
+        "feedback_alignment",
+    )
+    with pytest.raises(ValueError, match=r"Received: images with shape \(4,"):
+        diagnostics.attention_maps(
+            network,
+            np.zeros((4, 64), "float32"),
+            np.arange(4),
+            kbp.rewards.CorrectChoice(),
+        )

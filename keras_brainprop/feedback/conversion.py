@@ -35,11 +35,23 @@ def _nested_layers(model):
             yield from _nested_layers(layer)
 
 
+def _network_of(model):
+    """`model.network` of a BrainPropModel or BackpropModel, else `model`."""
+    # Imported here: keras_brainprop.model imports this module.
+    from keras_brainprop.backprop_model import BackpropModel
+    from keras_brainprop.model import BrainPropModel
+
+    if isinstance(model, (BrainPropModel, BackpropModel)):
+        return model.network
+    return model
+
+
 def feedback_layers(network):
     """Returns the `FeedbackLayer`s of a network, nested models included.
 
     Args:
-        network: a Sequential or functional `keras.Model`.
+        network: a Sequential or functional `keras.Model`, or a
+            `BrainPropModel` (its `network`'s layers).
 
     Returns:
         A list of `FeedbackLayer`, in the order of `network.layers`; empty
@@ -50,6 +62,7 @@ def feedback_layers(network):
     >>> net = feedback.apply(net, "feedback_alignment")
     >>> [layer.feedback_kernel.shape for layer in feedback_layers(net)]
     """
+    network = _network_of(network)
     if not _is_graph_network(network):
         return []
     return [
@@ -63,7 +76,8 @@ def rule_of(network):
     """Returns the feedback rule a network trains under.
 
     Args:
-        network: a `keras.Model`.
+        network: a `keras.Model`, or a `BrainPropModel` (the rule of its
+            `network`, i.e. `model.feedback`).
 
     Returns:
         The rule of the network's `FeedbackLayer`s (the first one's), or
@@ -118,7 +132,7 @@ def _layer_error(layer, rule):
 
 
 def _converter(rule):
-    seed = getattr(rule, "seed", None)
+    seed = rule.base_seed()
     if seed is None:
         # keras.utils.set_random_seed() seeds Python's random module.
         seed = random.randint(0, 2**31 - 1)
@@ -174,8 +188,15 @@ def apply(network, rule=None):
     network's variables should live, e.g. inside a `tf.distribute` strategy
     scope.
 
+    A converted network saved on its own (`network.save(...)`) loads only
+    where `keras_brainprop` has been imported: Keras imports no other
+    package's classes itself. Save `to_plain(network)` for a file that
+    plain Keras loads.
+
     Args:
-        network: a built Sequential or functional `keras.Model`.
+        network: a built Sequential or functional `keras.Model` (not a
+            `BrainPropModel`: re-wrap it with
+            `keras_brainprop.wrap(model, feedback=rule)`).
         rule: a `keras_brainprop.feedback` rule, its name, or None for
             `Symmetric()`.
 
@@ -199,6 +220,13 @@ def apply(network, rule=None):
     if not isinstance(network, keras.Model):
         raise ValueError(
             f"feedback.apply() takes a keras.Model. Received: {network!r}"
+        )
+    if _network_of(network) is not network:
+        raise ValueError(
+            "feedback.apply() converts a network and returns the converted "
+            "network. To train a wrapped model under a feedback rule, "
+            "re-wrap it: keras_brainprop.wrap(model, feedback=rule). "
+            f"Received: the {type(network).__name__} '{network.name}'"
         )
     layers = feedback_layers(network)
     if layers and all(_same_rule(rule, layer.rule) for layer in layers):
@@ -231,7 +259,8 @@ def to_plain(network):
     trained with a feedback rule, e.g. after loading it from a file.
 
     Args:
-        network: a `keras.Model`, converted by `apply()` or not.
+        network: a `keras.Model`, converted by `apply()` or not, or a
+            `BrainPropModel` (then its `network`'s plain network).
 
     Returns:
         The plain network; `network` itself if it has no feedback weights.
@@ -242,6 +271,7 @@ def to_plain(network):
     >>> plain = feedback.to_plain(model.network)
     >>> plain.save("trained.keras")  # A plain Keras model.
     """
+    network = _network_of(network)
     if not feedback_layers(network):
         return network
 

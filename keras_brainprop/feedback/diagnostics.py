@@ -9,6 +9,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_brainprop.feedback.conversion import _network_of
 from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import to_plain
 from keras_brainprop.step import brainprop_step
@@ -21,6 +22,9 @@ def _angle_degrees(a, b):
     if float(norms) == 0.0:
         return float("nan")  # No direction to compare.
     cosine = float(tf.reduce_sum(a * b) / norms)
+    if math.isnan(cosine):
+        # NaN or Inf entries: no angle. (Clamped, NaN would read as 180.)
+        return float("nan")
     return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
 
 
@@ -28,14 +32,17 @@ def weight_alignment(network):
     """Angle and norm ratio between each layer's forward and feedback weights.
 
     Args:
-        network: a network converted by `feedback.apply()`.
+        network: a network converted by `feedback.apply()`, or a
+            `BrainPropModel` (its `network`).
 
     Returns:
         A dict from the layer's name to `(angle, norm_ratio)`: the angle in
         degrees between `kernel` and `feedback_kernel` (0 when the feedback
         is the forward weights, about 90 for independent random weights)
-        and `||feedback_kernel|| / ||kernel||`. Empty for a network without
-        feedback weights (`Symmetric`).
+        and `||feedback_kernel|| / ||kernel||`. Either is NaN when it has no
+        value: for zero weights, and for weights holding NaN or Inf (a
+        diverged layer). Empty for a network without feedback weights
+        (`Symmetric`).
 
     Example:
 
@@ -44,7 +51,7 @@ def weight_alignment(network):
     {'dense': (88.7, 1.02), 'dense_1': (89.9, 0.98)}
     """
     alignment = {}
-    for layer in feedback_layers(network):
+    for layer in feedback_layers(_network_of(network)):
         kernel_norm = float(tf.norm(tf.cast(layer.kernel, "float64")))
         feedback_norm = float(
             tf.norm(tf.cast(layer.feedback_kernel, "float64"))
@@ -77,7 +84,8 @@ def update_alignment(
     angle is 0: its error comes straight from the prediction error.
 
     Args:
-        network: a network converted by `feedback.apply()`.
+        network: a network converted by `feedback.apply()`, or a
+            `BrainPropModel` (its `network`).
         x, y: a probe batch and its targets.
         reward: the model's reward function.
         policy: the model's policy, or None for greedy actions.
@@ -87,9 +95,11 @@ def update_alignment(
 
     Returns:
         A dict from the layer's name to the angle in degrees, and "all"
-        for the concatenated update of every converted layer. Empty for a
+        for the concatenated update of every converted layer; NaN where an
+        update is zero or not finite (NaN weights or probe). Empty for a
         network without feedback weights.
     """
+    network = _network_of(network)
     layers = feedback_layers(network)
     if not layers:
         return {}
@@ -125,16 +135,28 @@ def attention_maps(
     and scaled to [0, 1] per image.
 
     Args:
-        network: a network (converted by `feedback.apply()` or not) whose
-            input is images `[n, height, width, channels]`.
+        network: a network (converted by `feedback.apply()` or not, or a
+            `BrainPropModel`) whose input is images
+            `[n, height, width, channels]`.
         images: the images, float `[n, height, width, channels]`.
         y, reward, policy, step, seed: as for `update_alignment`; they
             choose the action whose feedback is shown.
 
     Returns:
         Float32 maps `[n, height, width, 1]` in [0, 1].
+
+    Raises:
+        ValueError: if `images` is not a batch of images (rank 4).
     """
     images = tf.convert_to_tensor(images, "float32")
+    if images.shape.rank != 4:
+        raise ValueError(
+            "attention_maps() shows the feedback reaching input images, "
+            "float [n, height, width, channels]; for other inputs use "
+            "weight_alignment() or update_alignment(). Received: images "
+            f"with shape {tuple(images.shape)}"
+        )
+    network = _network_of(network)
     with tf.GradientTape() as tape:
         tape.watch(images)
         q_values = tf.cast(network(images, training=False), "float32")

@@ -116,9 +116,20 @@ class FeedbackLayer(keras.layers.Wrapper):
     every convertible layer of a network; there is little reason to build
     one by hand.
 
+    It also behaves as the wrapped layer in the rest of a Keras model: it
+    passes masks on as that layer does (`supports_masking`,
+    `compute_mask`), adds the loss of its `activity_regularizer`, and
+    freezing the wrapped layer (`layer.trainable = False`) freezes the
+    feedback weights too.
+
     The layer does not autocast its variables: under mixed precision it
     casts kernel, feedback weights and inputs to its compute dtype itself,
     and its losses (`KolenPollack`'s decay) read the float32 variables.
+
+    A network holding these layers, saved on its own, loads only where
+    `keras_brainprop` has been imported (Keras imports no other package's
+    classes by itself); `feedback.to_plain(network)` saves a plain Keras
+    network instead.
 
     Args:
         layer: a built or unbuilt `Dense`, `Conv1D`, `Conv2D`, `Conv3D` or
@@ -164,7 +175,12 @@ class FeedbackLayer(keras.layers.Wrapper):
         kwargs.setdefault("name", layer.name)
         kwargs.setdefault("dtype", layer.dtype_policy)
         kwargs["autocast"] = False
+        activity_regularizer = kwargs.pop("activity_regularizer", None)
         super().__init__(layer, **kwargs)
+        if activity_regularizer is not None:
+            self.activity_regularizer = keras.regularizers.get(
+                activity_regularizer
+            )
         self.rule = rule
         self.feedback_initializer = (
             None
@@ -183,6 +199,42 @@ class FeedbackLayer(keras.layers.Wrapper):
     def kernel(self):
         """The wrapped layer's (forward) kernel."""
         return self.layer.kernel
+
+    @property
+    def supports_masking(self):
+        return self.layer.supports_masking
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return self.layer.compute_mask(inputs, previous_mask)
+
+    @property
+    def activity_regularizer(self):
+        # The base class's __call__ adds its loss, as the wrapped layer's
+        # own __call__ would (which this layer never runs).
+        return self.layer.activity_regularizer
+
+    @activity_regularizer.setter
+    def activity_regularizer(self, value):
+        # The base class sets None before the wrapped layer is stored.
+        if "layer" in self.__dict__:
+            self.layer.activity_regularizer = value
+
+    @property
+    def variables(self):
+        self._follow_wrapped_trainable()
+        return super().variables
+
+    @property
+    def weights(self):
+        self._follow_wrapped_trainable()
+        return super().weights
+
+    def _follow_wrapped_trainable(self):
+        # Keras' trainable setter of the wrapped layer does not reach the
+        # feedback weights this layer owns: they learn only while it does.
+        feedback = self.__dict__.get("feedback_weights")
+        if feedback is not None and self.rule.learns_feedback:
+            feedback.trainable = self.trainable and self.layer.trainable
 
     @property
     def activation(self):
@@ -219,6 +271,8 @@ class FeedbackLayer(keras.layers.Wrapper):
 
     def get_config(self):
         base_config = super().get_config()
+        # The wrapped layer's config holds it.
+        base_config.pop("activity_regularizer", None)
         config = {
             "rule": keras.saving.serialize_keras_object(self.rule),
             "feedback_initializer": (

@@ -1,8 +1,19 @@
 """Feedback rules: which weights carry the error back down the network."""
 
+import math
+import numbers
+
 import keras
+import numpy as np
 from keras import initializers
 from keras import ops
+
+# Initializers that give every feedback weight the same value.
+_CONSTANT_INITIALIZERS = (
+    initializers.Zeros,
+    initializers.Ones,
+    initializers.Constant,
+)
 
 
 class FeedbackRule:
@@ -25,6 +36,10 @@ class FeedbackRule:
     """
 
     learns_feedback = False
+
+    def base_seed(self):
+        """The seed the layers' feedback seeds derive from, or None."""
+        return None
 
     def feedback_initializer(self, layer, seed):
         """Returns the initializer of `layer`'s feedback weights, or None."""
@@ -72,25 +87,73 @@ class Symmetric(FeedbackRule):
     """
 
 
+def _check_seed(seed):
+    """Returns `seed` as a Python int (None stays None), or raises."""
+    if seed is None:
+        return None
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        if seed >= 0:
+            return int(seed)
+    raise ValueError(
+        f"`seed` must be a non-negative int or None. Received: seed={seed!r}"
+    )
+
+
+def _check_decay(decay):
+    """Returns `decay` as a Python float, or raises."""
+    if isinstance(decay, numbers.Real) and not isinstance(decay, bool):
+        # str() gives the shortest decimal of the scalar's own precision,
+        # so np.float32(1e-3) is stored as 0.001.
+        number = float(str(decay)) if isinstance(decay, np.floating) else decay
+        if math.isfinite(number) and number >= 0:
+            return float(number)
+    raise ValueError(
+        "`decay` must be a finite non-negative number. Received: "
+        f"decay={decay!r}"
+    )
+
+
+def _unseeded_kernel_initializer_error(rule, layer):
+    name = type(rule).__name__
+    initializer = layer.kernel_initializer
+    return ValueError(
+        f"{name} draws each layer's feedback weights from its kernel "
+        "initializer with a seed of their own, but the kernel initializer "
+        f"of layer '{layer.name}' ({type(layer).__name__}) is a callable "
+        "that takes no seed, so the draw could be neither seeded nor told "
+        f"apart from the kernel's. Pass `initializer=`, e.g. {name}("
+        "initializer='glorot_uniform'), or use a keras.initializers "
+        f"initializer in the layer. Received: kernel_initializer="
+        f"{getattr(initializer, '__name__', initializer)!r}"
+    )
+
+
 class _RandomFeedback(FeedbackRule):
     """A rule whose stored feedback weights start from a random draw."""
 
     def __init__(self, initializer=None, seed=None):
-        if seed is not None and (
-            not isinstance(seed, int) or isinstance(seed, bool)
-        ):
-            raise ValueError(
-                f"`seed` must be an int or None. Received: seed={seed!r}"
-            )
         self.initializer = (
             None if initializer is None else initializers.get(initializer)
         )
-        self.seed = seed
+        self.seed = _check_seed(seed)
+
+    def base_seed(self):
+        # `seed` if given, else the seed of a seeded initializer.
+        if self.seed is not None or not isinstance(
+            self.initializer, initializers.Initializer
+        ):
+            return self.seed
+        seed = self.initializer.get_config().get("seed")
+        return seed if isinstance(seed, int) else None
 
     def feedback_initializer(self, layer, seed):
         initializer = self.initializer
         if initializer is None:
             initializer = layer.kernel_initializer
+        if not isinstance(initializer, initializers.Initializer):
+            if self.initializer is None:
+                raise _unseeded_kernel_initializer_error(self, layer)
+            return initializer  # The user's own callable, used as it is.
         config = initializers.serialize(initializer)
         if "seed" in config.get("config", {}):
             # Each layer draws its own weights, reproducibly.
@@ -125,11 +188,16 @@ class FeedbackAlignment(_RandomFeedback):
 
     Args:
         initializer: initializer of the feedback weights, or None for each
-            layer's own `kernel_initializer`. A random initializer gets a
-            different seed in each layer.
-        seed: int seed from which every layer's feedback seed derives, or
-            None to derive it from Python's global random state (which
-            `keras.utils.set_random_seed()` sets).
+            layer's own `kernel_initializer`. A random Keras initializer
+            gets a different seed in each layer, derived from `seed`, or
+            from the initializer's own seed if `seed` is None; a Python
+            callable is used as it is. A constant initializer ("zeros",
+            "ones", `Constant`) is refused: the hidden layers would never
+            learn.
+        seed: non-negative int (a NumPy integer too) from which every
+            layer's feedback seed derives, or None to derive it from the
+            initializer's seed, or else from Python's global random state
+            (which `keras.utils.set_random_seed()` sets).
 
     Example:
 
@@ -142,6 +210,18 @@ class FeedbackAlignment(_RandomFeedback):
         support error backpropagation for deep learning", Nature
         Communications 7, 13276 (2016).
     """
+
+    def __init__(self, initializer=None, seed=None):
+        super().__init__(initializer=initializer, seed=seed)
+        if isinstance(self.initializer, _CONSTANT_INITIALIZERS):
+            raise ValueError(
+                "FeedbackAlignment never changes its feedback weights, so "
+                "with constant ones the hidden layers would never learn: "
+                "zeros send no error down, and any other constant sends "
+                "every unit of a layer the same error. Use a random "
+                "initializer, or None for each layer's own. Received: "
+                f"initializer={initializer!r}"
+            )
 
     def make_feedback_kernel(self, feedback_layer):
         return feedback_layer.add_weight(
@@ -199,19 +279,22 @@ class KolenPollack(_RandomFeedback):
     get the same ones, so that both still receive the same update (an L2
     factor `l2` makes the contraction `1 - lr * (decay + 2 * l2)`). With
     momentum or adaptive optimizers `B` still follows `W`, but the
-    contraction is no longer that exact factor.
+    contraction is no longer that exact factor. Freezing a layer
+    (`layer.trainable = False`, also after conversion) freezes its
+    feedback weights and its decay with it.
 
     Args:
-        decay: weight decay of forward and feedback weights. The default
+        decay: weight decay of forward and feedback weights, a finite
+            non-negative number (a NumPy scalar too). The default
             1e-3 shrinks `W - B` by 1e-4 per step at the paper's learning
             rate 0.1 (a factor 1/e every 10,000 steps, e.g. about 20 epochs
             of Fashion-MNIST at batch size 128), which as an L2 penalty is
             the paper's own 5e-4 of its deep network: mild enough to leave
             the forward learning as it is.
         initializer: initializer of the feedback weights, or None for each
-            layer's own `kernel_initializer`.
-        seed: int seed of the feedback weights' draw, or None (see
-            `FeedbackAlignment`).
+            layer's own `kernel_initializer` (see `FeedbackAlignment`).
+        seed: non-negative int seed of the feedback weights' draw, or None
+            (see `FeedbackAlignment`).
 
     Example:
 
@@ -228,17 +311,7 @@ class KolenPollack(_RandomFeedback):
 
     def __init__(self, decay=1e-3, initializer=None, seed=None):
         super().__init__(initializer=initializer, seed=seed)
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)):
-            raise ValueError(
-                f"`decay` must be a non-negative number. Received: "
-                f"decay={decay!r}"
-            )
-        if not decay >= 0:
-            raise ValueError(
-                f"`decay` must be a non-negative number. Received: "
-                f"decay={decay!r}"
-            )
-        self.decay = float(decay)
+        self.decay = _check_decay(decay)
 
     def make_feedback_kernel(self, feedback_layer):
         layer = feedback_layer.layer
@@ -252,7 +325,9 @@ class KolenPollack(_RandomFeedback):
         )
 
     def losses(self, feedback_layer):
-        if not self.decay:
+        # A frozen layer's weights do not change: as Keras drops the
+        # regularization of frozen weights, it adds no decay.
+        if not self.decay or not feedback_layer.layer.trainable:
             return []
         # Float32 variables (the layer does not autocast): the decay is
         # exact under mixed precision too.
