@@ -2,7 +2,7 @@
 
 A mixin of `BrainPropModel`: Keras saves weights only, while a BrainProp
 model must also restore its random-number states (exploration, dropout) to
-continue exactly; and its weights files are the network's own, so the
+continue exactly; and its weights files are the plain network's own, so the
 trained network deploys without the wrapper.
 """
 
@@ -10,10 +10,29 @@ import h5py
 import tensorflow as tf
 
 from keras_brainprop import _keras_fixes
+from keras_brainprop.feedback.conversion import feedback_layers
+from keras_brainprop.feedback.conversion import to_plain
 
-# The group of a `save_weights()` file holding what the network's weights
-# file lacks: the model's random-number states and the optimizer's state.
+# The group of a `save_weights()` file holding what the plain network's
+# weights file lacks: the model's random-number states, the optimizer's
+# state and the feedback weights.
 _STATE_GROUP = "brainprop_model"
+# Keras names a layer's group in a weights file after its class, so a
+# network that holds FeedbackLayers (saved by `network.save_weights()`, or
+# by a BrainPropModel before its files were the plain network's) has groups
+# of this name.
+_CONVERTED_LAYOUT = "feedback_layer"
+
+
+def _has_converted_layout(file):
+    # visit() stops at the first name for which the function returns a value.
+    return bool(
+        file.visit(
+            lambda name: (
+                name.rsplit("/", 1)[-1].startswith(_CONVERTED_LAYOUT) or None
+            )
+        )
+    )
 
 
 class ModelFiles:
@@ -49,15 +68,18 @@ class ModelFiles:
         )
 
     def save_weights(self, filepath, overwrite=True, max_shard_size=None):
-        """Saves the network's weights file, with this model's state added.
+        """Saves the plain network's weights file, with this model's state.
 
-        The file is the network's own `.weights.h5`, so the plain network
-        loads it (`network.load_weights(path)`), and so does a
-        BrainPropModel of the same network, which also reads what only it
-        uses: the optimizer's state and the random-number states
-        (exploration, dropout). `load_weights()` also takes a file the
-        plain network saved. Sharded files (`max_shard_size`) are written
-        for the network alone: `model.network.save_weights(...)`.
+        The file is the plain network's own `.weights.h5` (that of
+        `feedback.to_plain(model.network)`, the network itself under the
+        default symmetric feedback), so the plain network loads it
+        (`network.load_weights(path)`) whatever the feedback rule, and so
+        does a BrainPropModel of the same network, which also reads what
+        only it uses: the optimizer's state, the random-number states
+        (exploration, dropout) and the feedback weights. `load_weights()`
+        also takes a file the plain network saved. Sharded files
+        (`max_shard_size`) are written for the network alone:
+        `model.network.save_weights(...)`.
         """
         if max_shard_size is not None:
             raise ValueError(
@@ -66,12 +88,15 @@ class ModelFiles:
                 "model.network.save_weights(path, max_shard_size=...). "
                 f"Received: max_shard_size={max_shard_size!r}"
             )
-        self.network.save_weights(filepath, overwrite=overwrite)
-        stores = {"vars": {}, "optimizer": {}}
+        to_plain(self.network).save_weights(filepath, overwrite=overwrite)
+        stores = {"vars": {}, "optimizer": {}, "feedback": {}}
         self.save_own_variables(stores["vars"])
         optimizer = getattr(self, "optimizer", None)  # None if uncompiled.
         if optimizer is not None and optimizer.built:
             optimizer.save_own_variables(stores["optimizer"])
+        for i, layer in enumerate(feedback_layers(self.network)):
+            if layer.feedback_weights is not None:
+                stores["feedback"][str(i)] = layer.feedback_weights
         with h5py.File(filepath, "a") as file:
             group = file.create_group(_STATE_GROUP)
             for name, store in stores.items():
@@ -82,24 +107,55 @@ class ModelFiles:
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         """Loads a weights file of this model or of the plain network.
 
-        See `save_weights()`; a `.keras` file loads as in Keras.
+        See `save_weights()`. A plain network's file leaves the feedback
+        weights as they are. A file of the converted network
+        (`model.network.save_weights()` under a feedback rule) loads too.
+        A `.keras` file loads as in Keras.
         """
         if not str(filepath).endswith(".weights.h5"):
             return super().load_weights(filepath, skip_mismatch, **kwargs)
-        self.network.load_weights(filepath, skip_mismatch, **kwargs)
         with h5py.File(filepath, "r") as file:
-            if _STATE_GROUP not in file:
-                return  # The plain network's file.
-            stores = {
-                name: {key: value[()] for key, value in entries.items()}
-                for name, entries in file[_STATE_GROUP].items()
-            }
+            converted = _has_converted_layout(file)
+            stores = {}
+            if _STATE_GROUP in file:
+                stores = {
+                    name: {key: value[()] for key, value in entries.items()}
+                    for name, entries in file[_STATE_GROUP].items()
+                }
+        feedback = stores.get("feedback", {})
+        targets = self._feedback_weights_for(feedback)  # Checked first.
+        network = self.network if converted else to_plain(self.network)
+        network.load_weights(filepath, skip_mismatch, **kwargs)
+        if not stores:
+            return  # The plain network's file.
+        for key, variable in targets.items():
+            variable.assign(feedback[key])
         self.load_own_variables(stores["vars"])
         optimizer = getattr(self, "optimizer", None)
         if stores["optimizer"] and optimizer is not None:
             if not optimizer.built:
                 optimizer.build(self.trainable_variables)
             optimizer.load_own_variables(stores["optimizer"])
+
+    def _feedback_weights_for(self, store):
+        # The variables that a file's feedback weights load into, by key.
+        if not store:
+            return {}  # Saved under the symmetric rule, or a plain file.
+        targets = {
+            str(i): layer.feedback_weights
+            for i, layer in enumerate(feedback_layers(self.network))
+            if layer.feedback_weights is not None
+        }
+        shapes = {key: tuple(value.shape) for key, value in store.items()}
+        if shapes != {key: tuple(v.shape) for key, v in targets.items()}:
+            raise ValueError(
+                f"The weights file holds feedback weights of {len(store)} "
+                "layers that do not match those of this model's network "
+                f"under {self.feedback!r} ({len(targets)} layers store "
+                "feedback weights). Received: feedback weight shapes "
+                f"{shapes}"
+            )
+        return targets
 
     def export(
         self,

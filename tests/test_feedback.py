@@ -1041,6 +1041,65 @@ def test_freezing_a_layer_freezes_its_kolen_pollack_feedback(run_eagerly):
     assert learns(frozen.feedback_weights)
 
 
+# Weights files of wrapped models ---------------------------------------------
+
+
+@pytest.mark.parametrize("rule_name", RULES[1:])
+def test_plain_network_loads_a_wrapped_models_weights_file_and_back(
+    rule_name, tmp_path
+):
+    x, y = random_batch((6,), 4, batch_size=16)
+    model = brainprop_model(dense_net(), rule_name)
+    model.fit(x, y, batch_size=8, verbose=0)
+    path = str(tmp_path / "model.weights.h5")
+    model.save_weights(path)
+    plain = dense_net()
+    plain.load_weights(path)
+    np.testing.assert_allclose(plain(x), model.network(x), atol=1e-6)
+    # Back: the plain network's file into a wrapped model.
+    plain_path = str(tmp_path / "plain.weights.h5")
+    other = dense_net()
+    other.save_weights(plain_path)
+    other_model = brainprop_model(dense_net(), rule_name)
+    feedback_before = [
+        to_numpy(layer.feedback_kernel)
+        for layer in feedback.feedback_layers(other_model.network)
+    ]
+    other_model.load_weights(plain_path)
+    np.testing.assert_allclose(other_model.network(x), other(x), atol=1e-6)
+    for layer, old in zip(
+        feedback.feedback_layers(other_model.network), feedback_before
+    ):
+        if layer.feedback_weights is not None:  # Kept as they were.
+            np.testing.assert_array_equal(to_numpy(layer.feedback_kernel), old)
+    # Between wrapped models the feedback weights come along too.
+    other_model.load_weights(path)
+    for ours, theirs in zip(
+        feedback.feedback_layers(model.network),
+        feedback.feedback_layers(other_model.network),
+    ):
+        np.testing.assert_array_equal(
+            to_numpy(theirs.feedback_kernel), to_numpy(ours.feedback_kernel)
+        )
+    # So does a file of the converted network itself.
+    converted_path = str(tmp_path / "converted.weights.h5")
+    model.network.save_weights(converted_path)
+    third = brainprop_model(dense_net(), rule_name)
+    third.load_weights(converted_path)
+    np.testing.assert_allclose(third.network(x), model.network(x), atol=1e-6)
+
+
+def test_weights_file_of_other_feedback_weights_is_refused(tmp_path):
+    path = str(tmp_path / "model.weights.h5")
+    brainprop_model(dense_net(), "kolen_pollack").save_weights(path)
+    model = brainprop_model(dense_net(num_inputs=5), "feedback_alignment")
+    model.network.layers[1].kernel.assign(np.ones((8, 7)))
+    with pytest.raises(ValueError, match="Received: feedback weight shapes"):
+        model.load_weights(path)
+    # Checked before any weight moved.
+    np.testing.assert_array_equal(model.network.layers[1].kernel, 1.0)
+
+
 # Helpers given the wrapped model ---------------------------------------------
 
 
