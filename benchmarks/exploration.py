@@ -53,13 +53,13 @@ Quick smoke run:
 import os
 
 import _pooling
+import _specs
 import numpy as np
 from absl import flags
 
 from keras_brainprop import algorithms
 from keras_brainprop import cli
 from keras_brainprop import experiment
-from keras_brainprop import policies
 
 FLAGS = flags.FLAGS
 
@@ -98,57 +98,8 @@ flags.DEFINE_list(
 )
 
 BACKPROP = "backprop"
-
-
-def parse_learning_rate(spec):
-    """The learning rate after "@" in a `--policies` entry, or None.
-
-    Example:
-
-    >>> parse_learning_rate("discovery@1.0"), parse_learning_rate("paper")
-    (1.0, None)
-    """
-    _, at, rate = spec.partition("@")
-    if not at:
-        return None
-    try:
-        value = float(rate)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError(
-            f"The learning rate after '@' must be a number > 0. Received: "
-            f"{rate!r} in {spec!r}"
-        )
-    return value
-
-
-def parse_policy(spec):
-    """The policy of a `--policies` entry (see the module docstring).
-
-    Example:
-
-    >>> parse_policy("epsilon_boltzmann:epsilon=0.2@0.3")
-    EpsilonBoltzmann(epsilon=0.2, temperature=1.0)
-    """
-    name, *options = spec.partition("@")[0].split(":")
-    if name == "paper":
-        if options:
-            raise ValueError(f"'paper' takes no parameters. Received: {spec}")
-        return policies.EpsilonBoltzmann()
-    parameters = {}
-    for option in options:
-        key, equals, value = option.partition("=")
-        if not equals:
-            raise ValueError(
-                f"Policy parameters are PARAMETER=VALUE. Received: {option!r} "
-                f"in {spec!r}"
-            )
-        parameters[key] = float(value)
-    try:
-        return type(policies.get(name))(**parameters)
-    except TypeError as error:
-        raise ValueError(f"Bad parameters in {spec!r}: {error}") from None
+parse_learning_rate = _specs.parse_learning_rate
+parse_policy = _specs.parse_policy
 
 
 def _valid_policies(specs):
@@ -157,7 +108,11 @@ def _valid_policies(specs):
     try:
         for spec in specs:
             parse_policy(spec)
-            parse_learning_rate(spec)
+            if _specs.parse_training(spec)[0] not in (None, "sgd"):
+                raise ValueError(
+                    "This benchmark trains with SGD (benchmarks/actions.py "
+                    f"compares optimizers). Received: {spec!r}"
+                )
     except ValueError as error:
         raise flags.ValidationError(f"--policies: {error}") from None
     return True

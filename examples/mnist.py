@@ -39,18 +39,13 @@ flags.DEFINE_enum(
     "Feedback rule of the error.",
     case_sensitive=False,
 )
-flags.DEFINE_enum(
-    "policy",
-    "epsilon_boltzmann",
-    kbp.policies.NAMES,
-    "BrainProp's action selection (epsilon_boltzmann: the paper's).",
-    case_sensitive=False,
-)
-cli.only_with("policy", "algorithm", ("brainprop",))  # Backprop has none.
+# BrainProp's --setting and --policy (backprop has neither).
+cli.define_setting_flags()
 flags.DEFINE_float(
     "learning_rate",
     None,
-    "Initial SGD learning rate, finite and > 0; unset: the paper's 0.1.",
+    "Initial learning rate, finite and > 0; unset: the setting's (the "
+    "paper's: SGD at 0.1).",
 )
 flags.register_validator(
     "learning_rate", cli.is_learning_rate, cli.LEARNING_RATE_MESSAGE
@@ -70,10 +65,6 @@ def main(argv):
     # The paper's protocol: SGD 0.1 halved every 100 epochs, batch size 128
     # (32 for loccon), early stopping with patience 45.
     hparams = kbp.architectures.hyperparameters(FLAGS.architecture)
-    if FLAGS.learning_rate is not None:
-        hparams = dataclasses.replace(
-            hparams, learning_rate=FLAGS.learning_rate
-        )
 
     # A seeded 10% of the training set is held out for early stopping.
     load = functools.partial(
@@ -84,16 +75,24 @@ def main(argv):
     info = kbp.datasets.info("mnist")
 
     # BrainProp reads linear outputs as Q-values; backprop ends in softmax.
-    # The policy is BrainProp's choice of action; backprop has none.
+    # The setting (policy, optimizer, rate) is BrainProp's; backprop keeps
+    # the paper's protocol.
     options = {"feedback": FLAGS.feedback}
     if FLAGS.algorithm == "brainprop":
-        options["policy"] = FLAGS.policy
+        options.update(cli.brainprop_options())
     algorithm = kbp.algorithms.get(FLAGS.algorithm, **options)
     network = kbp.architectures.build(
         FLAGS.architecture,
         info.input_shape,
         info.num_classes,
         output_activation=algorithm.output_activation,
+    )
+    for line in cli.setting_overrides(algorithm, network, FLAGS.learning_rate):
+        print(line)
+    # The initial rate: --learning_rate, else the setting's (or the paper's).
+    hparams = dataclasses.replace(
+        hparams,
+        learning_rate=FLAGS.learning_rate or algorithm.learning_rate(network),
     )
     model = algorithm.wrap(network)
     algorithm.compile(model, learning_rate=hparams.learning_rate)

@@ -14,6 +14,7 @@ from keras_brainprop import layers
 from keras_brainprop import metrics
 from keras_brainprop import policies
 from keras_brainprop import rewards
+from keras_brainprop import settings
 from keras_brainprop.backprop_model import BackpropModel
 from keras_brainprop.layers import LocallyConnected2D
 from keras_brainprop.model import BrainPropModel
@@ -35,5 +36,6 @@ __all__ = [
     "metrics",
     "policies",
     "rewards",
+    "settings",
     "wrap",
 ]

@@ -23,14 +23,14 @@ given by `TF_CONFIG`; only the chief, worker 0, writes `--output_dir` and
 
     python -m keras_brainprop --strategy=mirrored --cpu_replicas=2
 
-BrainProp acts with the paper's policy. Where some classes are never the
-greedy choice, as on the dense net, `--policy=discovery` finds them, and a
-learning rate ten times the paper's (one per class) lets BrainProp, which
-trains one output unit per sample, keep pace with backprop at 0.1:
+BrainProp trains with the paper's setting (its policy, SGD at 0.1) unless
+`--setting=recommended` (`keras_brainprop.settings`) chooses the one that
+keeps backprop's pace as the number of classes grows; backprop keeps the
+paper's protocol. `--policy` and `--learning_rate` replace those parts of
+the setting, and the output says so:
 
-    python -m keras_brainprop --dataset=fashion_mnist --architecture=dense \
-        --algorithm=brainprop --policy=discovery --learning_rate=1.0 \
-        --epochs=15
+    python -m keras_brainprop --dataset=fashion_mnist_100 \
+        --architecture=dense --setting=recommended --epochs=10
 
 `--help` lists every flag with its default.
 """
@@ -41,9 +41,10 @@ import tensorflow as tf
 from absl import flags
 
 from keras_brainprop import algorithms
+from keras_brainprop import architectures
 from keras_brainprop import cli
+from keras_brainprop import datasets
 from keras_brainprop import experiment
-from keras_brainprop import policies
 
 FLAGS = flags.FLAGS
 
@@ -57,17 +58,8 @@ cli.define_flags(
     strategy="default",
 )
 
-flags.DEFINE_enum(
-    "policy",
-    "epsilon_boltzmann",
-    policies.NAMES,
-    "BrainProp's action selection (keras_brainprop.policies): "
-    "epsilon_boltzmann is the paper's; discovery finds every class sooner "
-    "when some are never the greedy choice (README, 'Exploration').",
-    case_sensitive=False,
-)
-# Backprop has no policy: --policy with --algorithm=backprop is refused.
-cli.only_with("policy", "algorithm", ("both", "brainprop"))
+# Backprop has neither: with --algorithm=backprop they are refused.
+cli.define_setting_flags(brainprop_values=("both", "brainprop"))
 
 _LABELS = {"brainprop": "BrainProp", "backprop": "backprop (EBP)"}
 
@@ -75,9 +67,9 @@ _LABELS = {"brainprop": "BrainProp", "backprop": "backprop (EBP)"}
 def format_table(results):
     """Returns a markdown table of `experiment.Result`s, one row each.
 
-    Each row names the algorithm, its feedback rule and its policy ("–"
-    for backprop, which has none). A run that diverged has no accuracy
-    ("–").
+    Each row names the algorithm, its feedback rule, its policy and its
+    setting ("–" for backprop, which has neither). A run that diverged has
+    no accuracy ("–").
 
     Args:
         results: A list of `experiment.Result`.
@@ -95,6 +87,7 @@ def format_table(results):
             _LABELS[result.algorithm],
             result.feedback,
             result.policy or "–",
+            result.setting or "–",
             f"{fmt(result.mean_test_accuracy)} ± "
             f"{fmt(result.std_test_accuracy)}",
             fmt(result.mean_best_epoch, 1),
@@ -107,6 +100,7 @@ def format_table(results):
         "algorithm",
         "feedback",
         "policy",
+        "setting",
         "test accuracy",
         "best epoch",
         "epochs run",
@@ -123,7 +117,7 @@ def main(argv):
     start = time.perf_counter()
     # Only the chief reports; the other workers train alongside it.
     chief = cli.is_chief(strategy)
-    brainprop = algorithms.BrainProp(policy=FLAGS.policy)
+    brainprop = algorithms.BrainProp(**cli.brainprop_options())
     if FLAGS.algorithm == "both":
         to_train = [brainprop, algorithms.Backprop()]
     elif FLAGS.algorithm == "brainprop":
@@ -141,6 +135,15 @@ def main(argv):
                 f"{strategy.num_replicas_in_sync} replica(s).",
                 flush=True,
             )
+            if brainprop in to_train:
+                info = datasets.info(FLAGS.dataset)
+                network = architectures.build(
+                    FLAGS.architecture, info.input_shape, info.num_classes
+                )
+                for line in cli.setting_overrides(
+                    brainprop, network, FLAGS.learning_rate
+                ):
+                    print(line, flush=True)
         for algorithm in to_train:
             result = experiment.run(
                 FLAGS.dataset,

@@ -23,13 +23,13 @@ model.fit(train, validation_data=validation,
 """
 
 import dataclasses
-import numbers
 from typing import ClassVar
 
 import keras
 import tensorflow as tf
 
 from keras_brainprop import feedback as feedback_lib
+from keras_brainprop import settings
 from keras_brainprop.backprop_model import BackpropModel
 from keras_brainprop.callbacks import BrainPropMonitor
 from keras_brainprop.model import wrap
@@ -55,15 +55,13 @@ def feedback_name(algorithm):
     return type(rule).__name__
 
 
-def _compile(model, learning_rate, metrics, **kwargs):
-    # The paper's optimizer for both: SGD without momentum.
-    if isinstance(learning_rate, numbers.Real) and not learning_rate > 0:
-        raise ValueError(
-            "`learning_rate` must be > 0. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
+def _compile(model, learning_rate, metrics, setting=settings.PAPER, **kwargs):
+    # The paper's optimizer for both, SGD without momentum, unless a
+    # BrainProp setting chooses another.
+    rate = setting.learning_rate if learning_rate is None else learning_rate
+    settings.check_learning_rate(rate)
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+        optimizer=setting.make_optimizer(rate),
         metrics=None if metrics is None else list(metrics),
         **kwargs,
     )
@@ -86,12 +84,20 @@ class BrainProp:
             (`experiment.run` uses each run's seed then).
         feedback: The feedback rule (`keras_brainprop.feedback`) or its
             name; None for `Symmetric()`, the feedback of backprop.
+        setting: "paper" (or None; the paper's policy and SGD at 0.1),
+            "recommended" (chosen for the network: see
+            `keras_brainprop.settings`) or a `settings.Setting`. It gives
+            the policy unless `policy` is set, and the optimizer and the
+            learning rate unless `compile` is given one.
 
     Example:
 
     >>> algorithm = BrainProp(policy=kbp.policies.Greedy())
     >>> model = algorithm.wrap(net)
     >>> algorithm.compile(model, learning_rate=0.1)
+    >>> recommended = BrainProp(setting="recommended")
+    >>> model = recommended.wrap(net)
+    >>> recommended.compile(model)  # The setting's optimizer and rate.
     """
 
     name: ClassVar[str] = "brainprop"
@@ -101,30 +107,50 @@ class BrainProp:
     reward: object = None
     seed: int | None = None
     feedback: object = None
+    setting: object = None
+
+    def __post_init__(self):
+        settings.get(self.setting)  # Refuses an unknown setting now.
+
+    def resolve(self, network):
+        """The `settings.Setting` this algorithm trains `network` with.
+
+        The setting's, with `policy` in place of its policy when set.
+        """
+        setting = settings.get(self.setting, network)
+        if self.policy is not None:
+            setting = dataclasses.replace(setting, policy=self.policy)
+        return setting
+
+    def learning_rate(self, network):
+        """The initial learning rate `compile` uses without one."""
+        return self.resolve(network).learning_rate
 
     def wrap(self, network):
         """Returns the `BrainPropModel` that trains `network` from reward."""
         return wrap(
             network,
-            policy=self.policy,
+            policy=self.resolve(network).policy,
             reward=self.reward,
             seed=self.seed,
             feedback=self.feedback,
         )
 
     def compile(
-        self, model, learning_rate=0.1, metrics=("accuracy",), **kwargs
+        self, model, learning_rate=None, metrics=("accuracy",), **kwargs
     ):
-        """Compiles `model` with SGD(`learning_rate`) and no loss.
+        """Compiles `model` with the setting's optimizer and no loss.
 
         Args:
             model: The model from `wrap`.
-            learning_rate: The SGD learning rate (> 0) or a schedule.
+            learning_rate: The learning rate (finite, > 0) or a schedule;
+                None for the setting's (the paper's: SGD at 0.1).
             metrics: Metrics of the greedy choice, e.g. "accuracy".
             **kwargs: Other arguments of `keras.Model.compile`, e.g.
                 `jit_compile`.
         """
-        _compile(model, learning_rate, metrics, **kwargs)
+        setting = self.resolve(getattr(model, "network", model))
+        _compile(model, learning_rate, metrics, setting, **kwargs)
 
     def callbacks(self, log_dir=None, probe_data=None):
         """TensorBoard's and BrainProp's own logs (`BrainPropMonitor`).
@@ -171,6 +197,11 @@ class Backprop:
 
     feedback: object = None
 
+    def learning_rate(self, network):
+        """The paper's initial learning rate, 0.1, for every network."""
+        del network  # The paper's protocol for every network.
+        return settings.PAPER.learning_rate
+
     def wrap(self, network):
         """Returns `network`, or a `BackpropModel` under a strategy."""
         network = feedback_lib.apply(network, feedback_lib.get(self.feedback))
@@ -179,13 +210,14 @@ class Backprop:
         return network
 
     def compile(
-        self, model, learning_rate=0.1, metrics=("accuracy",), **kwargs
+        self, model, learning_rate=None, metrics=("accuracy",), **kwargs
     ):
         """Compiles `model` with SGD(`learning_rate`) and the cross-entropy.
 
         Args:
             model: The model from `wrap`.
-            learning_rate: The SGD learning rate (> 0) or a schedule.
+            learning_rate: The SGD learning rate (finite, > 0) or a
+                schedule; None for the paper's 0.1.
             metrics: Metrics to compile, e.g. "accuracy".
             **kwargs: Other arguments of `keras.Model.compile`; `loss`
                 replaces the sparse categorical cross-entropy.
@@ -219,7 +251,8 @@ def get(identifier, **options):
             `name`, `output_activation`, `wrap`, `compile` and
             `callbacks`), returned as is.
         **options: Fields of the algorithm to set, e.g.
-            `feedback="kolen_pollack"` or `policy=...`.
+            `feedback="kolen_pollack"`, `policy=...` or, for BrainProp,
+            `setting="recommended"`.
 
     Returns:
         `BrainProp()`, `Backprop()` or `identifier`.
@@ -233,6 +266,8 @@ def get(identifier, **options):
     'backprop'
     >>> get("backprop", feedback="sign_symmetry").feedback
     'sign_symmetry'
+    >>> get("brainprop", setting="recommended").setting
+    'recommended'
     """
     if isinstance(identifier, str):
         name = ALIASES.get(identifier.lower(), identifier.lower())

@@ -10,7 +10,9 @@ missing dataset, a bad value or a bad flag ends it with one message, not a
 traceback, and a run that diverged with a non-zero exit status
 (`check_finite`); `markdown_table` and `format_number` format the tables
 scripts print. `is_learning_rate` and `only_with` are the flag checks
-scripts share.
+scripts share; `define_setting_flags` defines BrainProp's `--setting` and
+`--policy`, and `setting_overrides` says which parts of a setting explicit
+flags replace.
 
 The package itself never imports this module: only scripts do.
 
@@ -51,6 +53,8 @@ from keras_brainprop import algorithms
 from keras_brainprop import architectures
 from keras_brainprop import datasets
 from keras_brainprop import feedback
+from keras_brainprop import policies
+from keras_brainprop import settings
 
 # The flags `define_flags` defines belong to the script that calls it, so
 # that its `--help` lists them (not only `--helpfull`).
@@ -228,6 +232,90 @@ def only_with(name, other, values, flag_values=flags.FLAGS):
     )
 
 
+def define_setting_flags(
+    brainprop_values=("brainprop",), flag_values=flags.FLAGS
+):
+    """Defines BrainProp's `--setting` and `--policy`.
+
+    `--setting` is "paper" (the default: the paper's policy, SGD at 0.1) or
+    "recommended" (`keras_brainprop.settings`); `--policy`, unset by
+    default, replaces the setting's policy. Both are refused unless
+    `--algorithm` is one of `brainprop_values` (backprop has neither). Read
+    them back with `brainprop_options`.
+
+    Args:
+        brainprop_values: The values of `--algorithm` that train BrainProp.
+        flag_values: The `absl.flags.FlagValues` to define them in.
+    """
+    flags.DEFINE_enum(
+        "setting",
+        "paper",
+        settings.NAMES,
+        "BrainProp's training setting (keras_brainprop.settings): paper is "
+        "the paper's policy with SGD at 0.1; recommended keeps backprop's "
+        "pace with many classes. --policy and --learning_rate replace its "
+        "parts.",
+        case_sensitive=False,
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "policy",
+        None,
+        policies.NAMES,
+        "BrainProp's action selection (keras_brainprop.policies); unset: the "
+        "setting's (the paper's is epsilon_boltzmann).",
+        case_sensitive=False,
+        flag_values=flag_values,
+    )
+    # Backprop has neither: setting them for it is refused.
+    only_with("setting", "algorithm", brainprop_values, flag_values)
+    only_with("policy", "algorithm", brainprop_values, flag_values)
+
+
+def brainprop_options(flag_values=flags.FLAGS):
+    """`policy` and `setting` of `algorithms.BrainProp` from the flags.
+
+    Example:
+
+    >>> algorithms.BrainProp(**brainprop_options())
+    """
+    return {"policy": flag_values.policy, "setting": flag_values.setting}
+
+
+def setting_overrides(algorithm, network, learning_rate=None):
+    """Says which parts of a BrainProp setting explicit flags replace.
+
+    Args:
+        algorithm: The algorithm object; only a `BrainProp` with a setting
+            other than the paper's has parts to replace.
+        network: The network it trains (the setting may read it).
+        learning_rate: The `--learning_rate` given, or None.
+
+    Returns:
+        A list of lines, e.g. "--learning_rate=0.01 replaces the recommended
+        setting's learning rate (Adam at 0.001; the optimizer stays Adam).";
+        empty when nothing is replaced.
+    """
+    if getattr(algorithm, "setting", None) in (None, "paper"):
+        return []
+    setting = settings.get(algorithm.setting, network)
+    optimizer = "SGD" if setting.optimizer == "sgd" else "Adam"
+    lines = []
+    if algorithm.policy is not None:
+        lines.append(
+            f"--policy={policies.name(algorithm.policy)} replaces the "
+            f"{setting.name} setting's policy "
+            f"({policies.name(setting.policy)})."
+        )
+    if learning_rate is not None:
+        lines.append(
+            f"--learning_rate={learning_rate:g} replaces the {setting.name} "
+            f"setting's learning rate ({optimizer} at "
+            f"{setting.learning_rate:g}; the optimizer stays {optimizer})."
+        )
+    return lines
+
+
 def define_flags(
     *,
     dataset=None,
@@ -378,7 +466,8 @@ def define_flags(
     flags.DEFINE_float(
         "learning_rate",
         None,
-        "Initial learning rate, finite and > 0; unset: the paper's 0.1.",
+        "Initial learning rate, finite and > 0; unset: the paper's 0.1 (or "
+        "the rate of BrainProp's --setting).",
         flag_values=flag_values,
     )
     flags.register_validator(

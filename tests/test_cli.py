@@ -125,9 +125,9 @@ def _run_benchmark(script, *args):
         (
             ["--max_train_examples=64"],
             [
-                "| algorithm | feedback | policy | test accuracy |",
-                "| BrainProp | symmetric | paper |",
-                "| backprop (EBP) | symmetric | – |",
+                "| algorithm | feedback | policy | setting | test accuracy |",
+                "| BrainProp | symmetric | paper | paper |",
+                "| backprop (EBP) | symmetric | – | – |",
                 "Wall time",
             ],
             ["brainprop", "backprop"],
@@ -144,8 +144,28 @@ def _run_benchmark(script, *args):
             ["2 replica(s)", "| backprop (EBP) |"],
             ["brainprop_discovery", "backprop"],
         ),
+        # The recommended setting: its policy and optimizer, with the
+        # explicit learning rate named as replacing the setting's.
+        (
+            [
+                "--max_train_examples=64",
+                "--setting=Recommended",
+                "--learning_rate=0.002",
+            ],
+            [
+                "--learning_rate=0.002 replaces the recommended setting's "
+                "learning rate (Adam at 0.001; the optimizer stays Adam).",
+                "| BrainProp | symmetric | discovery | recommended |",
+                "| backprop (EBP) | symmetric | – | – |",
+            ],
+            ["brainprop_discovery_recommended", "backprop"],
+        ),
     ],
-    ids=["end_to_end", "mirrored_on_cpu_replicas_with_a_policy"],
+    ids=[
+        "end_to_end",
+        "mirrored_on_cpu_replicas_with_a_policy",
+        "recommended_setting",
+    ],
 )
 def test_demo_cli(tmp_path, args, expected, folders):
     completed = _run_python(
@@ -377,6 +397,53 @@ def test_exploration_benchmark_reports_each_policy_beside_backprop(tmp_path):
         assert "Traceback" not in bad.stderr
 
 
+def test_actions_benchmark_tables_each_number_of_actions(tmp_path):
+    tiny = ("--architecture=mlp", "--epochs=2", "--max_train_examples=128")
+    settings = "--settings=paper,recommended,square_cb:gamma=100@adam=0.002"
+    for task in ("digits", "digits_100"):
+        completed = _run_benchmark(
+            "actions.py",
+            *tiny,
+            f"--dataset={task}",
+            "--seeds=1",
+            "--verbose=0",
+            settings,
+            f"--output_dir={tmp_path / task}",
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    merged = _run_benchmark(
+        "actions.py",
+        f"--merge={tmp_path / 'digits*'}",
+        f"--output_dir={tmp_path / 'merged'}",
+    )
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    for row in (
+        "| mlp | 10 | backprop | 1 |",
+        "| mlp | 10 | recommended | 1 |",
+        "| mlp | 100 | paper | 1 |",
+        "| mlp | 100 | square_cb:gamma=100@adam=0.002 | 1 |",
+    ):
+        assert row in merged.stdout
+    runs = json.loads((tmp_path / "merged" / "results.json").read_text())
+    rates = {
+        (run["actions"], run["setting"]): run["result"]["hyperparameters"][
+            "learning_rate"
+        ]
+        for run in runs["runs"]
+    }
+    # Each setting trains at its own rate, backprop at the paper's.
+    assert rates[(100, "backprop")] == rates[(100, "paper")] == 0.1
+    assert rates[(100, "recommended")] == 0.001
+    assert rates[(10, "square_cb:gamma=100@adam=0.002")] == 0.002
+    assert (tmp_path / "merged" / "actions_mlp.png").stat().st_size > 0
+    _assert_merging_a_run_twice_fails("actions.py", tmp_path / "digits")
+    for spec in ("square_cb@rmsprop=0.1", "recommended@-1", "backprop"):
+        bad = _run_benchmark("actions.py", f"--settings=paper,{spec}")
+        assert bad.returncode != 0
+        assert "--settings" in bad.stderr
+        assert "Traceback" not in bad.stderr
+
+
 def test_feedback_benchmark_reports_each_rule(tmp_path):
     completed = _run_benchmark(
         "feedback.py",
@@ -434,8 +501,8 @@ def test_help_lists_every_flag_with_its_default():
         "dataset": "'digits'",
         "epochs": "'40'",
         "feedback": "'symmetric'",
-        "policy": "'epsilon_boltzmann'",
         "seeds": "'0'",
+        "setting": "'paper'",
         "strategy": "'default'",
         "verbose": "'0'",
     }
@@ -449,6 +516,7 @@ def test_help_lists_every_flag_with_its_default():
         "max_train_examples",
         "output_dir",
         "patience",
+        "policy",
     }
     assert set(entries) == set(defaults) | unset
     for flag in unset:

@@ -230,12 +230,13 @@ def tiny_imagenet_dir(tmp_path_factory):
 def test_dataset_script(
     request, empty_home, tmp_path, script, data_dir, architecture, algorithm
 ):
+    # BrainProp's setting and policy; refused for backprop.
+    brainprop_flags = ["--setting=recommended", "--policy=square_cb"]
     stdout = run_example(
         script,
         f"--architecture={architecture}",
         f"--algorithm={algorithm}",
-        # BrainProp's policy; backprop ignores it.
-        "--policy=discovery",
+        *(brainprop_flags if algorithm == "brainprop" else []),
         "--learning_rate=0.05",
         "--epochs=1",
         f"--data_dir={request.getfixturevalue(data_dir)}",
@@ -244,6 +245,9 @@ def test_dataset_script(
     ).stdout
     printed_accuracy(stdout)
     assert "learning_rate: 0.0500" in stdout
+    if algorithm == "brainprop":
+        assert "--policy=square_cb replaces the recommended setting's" in stdout
+        assert "--learning_rate=0.05 replaces the recommended" in stdout
     # The algorithm's callbacks: TensorBoard, and BrainProp's monitor.
     assert list((tmp_path / "train").glob("events.out.tfevents.*"))
     monitor_logs = list((tmp_path / "brainprop").glob("events.out.tfevents.*"))
@@ -432,6 +436,10 @@ def test_dataset_examples_refuse_a_policy_for_backprop(script):
     with script_flags(script) as parse:
         with pytest.raises(flags.IllegalFlagValueError, match="--policy"):
             parse("--algorithm=backprop", "--policy=discovery")
+        with pytest.raises(flags.IllegalFlagValueError, match="--setting"):
+            parse("--algorithm=backprop", "--setting=recommended")
+        parsed = parse("--setting=Recommended")
+        assert (parsed.setting, parsed.policy) == ("recommended", None)
         parsed = parse("--algorithm=BrainProp", "--policy=Discovery")
         assert (parsed.algorithm, parsed.policy) == ("brainprop", "discovery")
         assert parse("--feedback=Sign_Symmetry").feedback == "sign_symmetry"

@@ -104,6 +104,9 @@ class Result:
         policy: The name of BrainProp's policy (`policies.name`), e.g.
             "paper" or "discovery"; None for an algorithm without one
             (backprop) or a file that does not record it.
+        setting: The name of BrainProp's setting (`settings`), e.g.
+            "paper" or "recommended"; None for backprop or a file that
+            does not record it.
         hyperparameters: The `architectures.Hyperparameters` used.
         max_epochs: The epoch limit of the run.
         runs: One `SeedResult` per seed, in order.
@@ -125,6 +128,7 @@ class Result:
     output_dir: str | None = None
     feedback: str = "symmetric"
     policy: str | None = None
+    setting: str | None = None
 
     seeds = _per_seed("seed")
     test_accuracies = _per_seed("test_accuracy")
@@ -171,7 +175,7 @@ class Result:
                 `results.json`. An algorithm stored under a former name
                 ("ebp") gets its current one ("backprop"); files written
                 before feedback rules existed are "symmetric", and those
-                that do not record the policy have None.
+                that do not record the policy or setting have None.
 
         Returns:
             The `Result`; `output_dir` is None.
@@ -180,7 +184,12 @@ class Result:
             ValueError: If `data` lacks a field of `to_dict`'s output.
         """
         try:
-            data = {"feedback": "symmetric", "policy": None, **data}
+            data = {
+                "feedback": "symmetric",
+                "policy": None,
+                "setting": None,
+                **data,
+            }
             fields = {
                 field.name: data[field.name]
                 for field in dataclasses.fields(cls)
@@ -206,6 +215,7 @@ class Result:
             "algorithm": self.algorithm,
             "feedback": self.feedback,
             "policy": self.policy,
+            "setting": self.setting,
             "hyperparameters": dataclasses.asdict(self.hyperparameters),
             "max_epochs": self.max_epochs,
             "num_train_examples": self.num_train_examples,

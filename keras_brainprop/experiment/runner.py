@@ -13,7 +13,10 @@ from absl import logging
 
 from keras_brainprop import algorithms
 from keras_brainprop import architectures
+from keras_brainprop import datasets
 from keras_brainprop import policies
+from keras_brainprop import settings
+from keras_brainprop.callbacks import PreciseBatchNorm
 from keras_brainprop.experiment import protocol
 from keras_brainprop.experiment import reporting
 from keras_brainprop.experiment.results import Result
@@ -178,6 +181,28 @@ def finish_seed(history, training, splits, seed, output_dir=None):
     return result
 
 
+def _resolved_setting(algorithm, dataset, architecture):
+    """The `settings.Setting` a BrainProp algorithm trains the network with,
+    or None for an algorithm without settings or with the paper's."""
+    if getattr(algorithm, "setting", None) is None:
+        return None
+    spec = datasets.info(dataset)
+    network = architectures.build(
+        architecture,
+        spec.input_shape,
+        spec.num_classes,
+        output_activation=algorithm.output_activation,
+    )
+    return algorithm.resolve(network)
+
+
+def _setting_name(algorithm):
+    """A BrainProp setting's name for folders: "paper", "recommended"..."""
+    setting = getattr(algorithm, "setting", None)
+    name = settings.get(setting).name if setting is not None else "paper"
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
 def _for_seed(algorithm, seed):
     # An unseeded algorithm (BrainProp's exploration) takes the run's seed,
     # so that a seed names one run.
@@ -207,6 +232,7 @@ def run(
     strategy=None,
     feedback=None,
     policy=None,
+    precise_batch_norm=False,
     train_fn=train,
 ):
     """Trains and evaluates one network with one algorithm over seeds.
@@ -232,7 +258,8 @@ def run(
         logdir: If set, log TensorBoard summaries into `<logdir>/<dataset>_
             <architecture>_<algorithm name>/seed_<seed>/`.
         batch_size: Override of the paper's batch size.
-        learning_rate: Override of the initial learning rate (0.1).
+        learning_rate: Override of the initial learning rate: the paper's
+            0.1, or the rate of a BrainProp `setting`.
         patience: Override of the early-stopping patience (45).
         max_train_examples: If set, train on this many examples only.
         validation_fraction: Share of the training set held out for
@@ -251,6 +278,10 @@ def run(
             BrainProp's own. An algorithm without a policy (backprop)
             ignores it. A policy other than the paper's is added to the
             output names after the rule: `..._<policies.name(policy)>`.
+        precise_batch_norm: Whether to re-estimate the batch-norm
+            statistics on 16 training batches before every evaluation
+            (`keras_brainprop.callbacks.PreciseBatchNorm`), for either
+            algorithm. Off in the paper's protocol.
         train_fn: A function of a `SeedRun` that builds, compiles and fits
             the network and returns the `History`; default `train`.
 
@@ -300,6 +331,10 @@ def run(
             "`learning_rate` must be a finite number > 0. "
             f"Received: learning_rate={learning_rate!r}"
         )
+    # A BrainProp setting chooses the policy and rate for the network.
+    setting = _resolved_setting(algorithm, dataset, architecture)
+    if learning_rate is None and setting is not None:
+        learning_rate = setting.learning_rate
     overrides = {
         "batch_size": batch_size,
         "learning_rate": learning_rate,
@@ -314,9 +349,16 @@ def run(
     if rule != "symmetric":
         name += f"_{rule}"
     # Backprop has no policy: None names the paper's, which adds nothing.
-    policy_name = policies.name(getattr(algorithm, "policy", None))
+    policy_name = policies.name(
+        getattr(algorithm, "policy", None)
+        if setting is None
+        else setting.policy
+    )
     if policy_name != "paper":
         name += f"_{policy_name}"
+    setting_name = _setting_name(algorithm)
+    if setting_name != "paper":
+        name += f"_{setting_name}"
     run_dir = None if output_dir is None else os.path.join(output_dir, name)
     runs = []
     for seed in seeds:
@@ -340,7 +382,8 @@ def run(
             test_data=splits.test,
             extra=seed_algorithm.callbacks(
                 log_dir=seed_logdir, probe_data=splits.validation
-            ),
+            )
+            + ([PreciseBatchNorm(splits.train)] if precise_batch_norm else []),
             verbose=verbose,
         )
         seed_run = SeedRun(
@@ -382,6 +425,7 @@ def run(
         algorithm=algorithm.name,
         feedback=rule,
         policy=policy_name if hasattr(algorithm, "policy") else None,
+        setting=setting_name if hasattr(algorithm, "setting") else None,
         hyperparameters=hparams,
         max_epochs=max_epochs,
         runs=runs,
