@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pathlib
 import sys
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from keras_brainprop import algorithms
 from keras_brainprop import architectures
+from keras_brainprop import datasets
 from keras_brainprop import experiment
 from keras_brainprop import policies
 from keras_brainprop.callbacks import EpochLearningRate
@@ -341,6 +343,32 @@ def test_run_under_a_feedback_rule(tmp_path):
     # Files written before feedback rules existed are symmetric.
     del data["feedback"]
     assert experiment.Result.from_dict(data).feedback == "symmetric"
+
+
+@pytest.mark.parametrize("algorithm", ["brainprop", "backprop"])
+def test_weights_of_a_feedback_run_load_into_the_plain_network(
+    tmp_path, algorithm
+):
+    result = experiment.run(
+        "digits",
+        "mlp",
+        algorithm,
+        epochs=1,
+        seeds=[0],
+        output_dir=str(tmp_path),
+        feedback="feedback_alignment",
+        **TINY,
+    )
+    weights = pathlib.Path(result.output_dir) / "seed_0" / "model.weights.h5"
+    activation = "softmax" if algorithm == "backprop" else None
+    network = architectures.build(
+        "mlp", (8, 8, 1), 10, output_activation=activation
+    )
+    network.load_weights(weights)
+    # The plain network with those weights is the one that was tested.
+    x, y = datasets.load_arrays("digits", "test")
+    accuracy = np.mean(np.argmax(network.predict(x, verbose=0), axis=1) == y)
+    assert accuracy == pytest.approx(result.runs[0].test_accuracy, abs=1e-6)
 
 
 def test_run_with_a_policy_names_it_and_backprop_ignores_it(tmp_path):

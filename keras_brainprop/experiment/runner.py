@@ -14,6 +14,7 @@ from absl import logging
 from keras_brainprop import algorithms
 from keras_brainprop import architectures
 from keras_brainprop import datasets
+from keras_brainprop import feedback as feedback_lib
 from keras_brainprop import policies
 from keras_brainprop import settings
 from keras_brainprop.callbacks import PreciseBatchNorm
@@ -176,8 +177,9 @@ def finish_seed(history, training, splits, seed, output_dir=None):
         diverged=diverged,
     )
     if output_dir is not None:
-        network = getattr(model, "network", model)
-        reporting.save_seed(result, network, output_dir)
+        # The plain network's weights: they load into `architectures.build`
+        # whatever feedback rule trained them.
+        reporting.save_seed(result, feedback_lib.to_plain(model), output_dir)
     return result
 
 
