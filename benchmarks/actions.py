@@ -25,7 +25,11 @@ A setting is "paper" (the paper's policy, SGD at 0.1), "recommended"
 (`kbp.settings`; "recommended@RATE" at another rate) or
 `POLICY[:PARAMETER=VALUE...][@[OPTIMIZER=]RATE]`, e.g. `discovery@1.0`
 (SGD at 1.0) or `square_cb:gamma=1000@adam=0.001` (see `_specs.py`).
-Backprop always trains at `--learning_rate` (unset: the paper's 0.1).
+Backprop, the target, always trains at `--learning_rate` (unset: the
+paper's 0.1); a setting `backprop@[OPTIMIZER=]RATE`, e.g.
+`backprop@adam=0.001`, adds backprop with that optimizer as a reference
+row (measured against the same target), to tell what the optimizer does
+from what learning from reward costs.
 `--precise_batch_norm` re-estimates batch-norm statistics before every
 evaluation for every run, backprop included
 (`kbp.callbacks.PreciseBatchNorm`).
@@ -60,6 +64,7 @@ from keras_brainprop import algorithms
 from keras_brainprop import cli
 from keras_brainprop import datasets
 from keras_brainprop import experiment
+from keras_brainprop import settings
 
 FLAGS = flags.FLAGS
 
@@ -102,12 +107,28 @@ BACKPROP = "backprop"
 PAPER_RATIOS = (1.0, 3.5)
 
 
+def _algorithm(spec):
+    """The algorithm object of a `--settings` entry."""
+    if spec.partition("@")[0] == BACKPROP:
+        optimizer, rate = _specs.parse_training(spec)
+        if rate is None:
+            raise ValueError(
+                "Backprop rows need '@[OPTIMIZER=]RATE' (backprop itself is "
+                f"always trained). Received: {spec!r}"
+            )
+        setting = settings.Setting(
+            spec, optimizer=optimizer, learning_rate=rate
+        )
+        return algorithms.Backprop(setting=setting)
+    return algorithms.BrainProp(setting=_specs.parse_setting(spec))
+
+
 def _valid_settings(specs):
     if not specs or BACKPROP in specs:
         return False
     try:
         for spec in specs:
-            _specs.parse_setting(spec)
+            _algorithm(spec)
     except ValueError as error:
         raise flags.ValidationError(f"--settings: {error}") from None
     return True
@@ -165,7 +186,7 @@ def rows(entries):
             if mean_epochs is not None and baseline_epochs:
                 ratio = mean_epochs / baseline_epochs
             coverage = None
-            if setting != BACKPROP:
+            if not setting.startswith(BACKPROP):
                 coverage = [
                     _pooling.epochs_to_reach(h.get("greedy_coverage", []), 1.0)
                     for h in result.histories
@@ -305,10 +326,7 @@ def main(argv):
     actions = datasets.info(FLAGS.dataset).num_classes
     # Backprop first: its best validation accuracy is every run's target.
     runs = [(BACKPROP, algorithms.Backprop())] if FLAGS.train_backprop else []
-    runs += [
-        (spec, algorithms.BrainProp(setting=_specs.parse_setting(spec)))
-        for spec in FLAGS.settings
-    ]
+    runs += [(spec, _algorithm(spec)) for spec in FLAGS.settings]
     entries = []
     for label, algorithm in runs:
         kwargs = dict(run_kwargs)

@@ -67,8 +67,8 @@ _LABELS = {"brainprop": "BrainProp", "backprop": "backprop (EBP)"}
 def format_table(results):
     """Returns a markdown table of `experiment.Result`s, one row each.
 
-    Each row names the algorithm, its feedback rule, its policy and its
-    setting ("–" for backprop, which has neither). A run that diverged has
+    Each row names the algorithm, its feedback rule, its policy ("–" for
+    backprop, which has none) and its setting. A run that diverged has
     no accuracy ("–").
 
     Args:

@@ -184,6 +184,10 @@ class Backprop:
 
     Args:
         feedback: The feedback rule or its name; None for `Symmetric()`.
+        setting: None for the paper's SGD at 0.1, or a `settings.Setting`
+            without a policy, to train the baseline with another optimizer
+            (e.g. Adam, as a reference for a BrainProp setting that uses
+            it).
 
     Example:
 
@@ -196,11 +200,31 @@ class Backprop:
     output_activation: ClassVar[str | None] = "softmax"
 
     feedback: object = None
+    setting: object = None
+
+    def __post_init__(self):
+        self.resolve(None)  # Refuses a bad setting now.
+
+    def resolve(self, network):
+        """The `settings.Setting` (optimizer and rate) backprop trains with."""
+        del network  # The same for every network.
+        if isinstance(self.setting, str) and self.setting.lower() != "paper":
+            raise ValueError(
+                "Named settings other than the paper's are BrainProp's; "
+                "backprop keeps the paper's protocol unless given a "
+                f"settings.Setting. Received: setting={self.setting!r}"
+            )
+        setting = settings.get(self.setting)
+        if setting.policy is not None:
+            raise ValueError(
+                "Backprop has no policy: its setting must not name one. "
+                f"Received: setting={self.setting!r}"
+            )
+        return setting
 
     def learning_rate(self, network):
-        """The paper's initial learning rate, 0.1, for every network."""
-        del network  # The paper's protocol for every network.
-        return settings.PAPER.learning_rate
+        """The initial learning rate `compile` uses without one (0.1)."""
+        return self.resolve(network).learning_rate
 
     def wrap(self, network):
         """Returns `network`, or a `BackpropModel` under a strategy."""
@@ -216,14 +240,15 @@ class Backprop:
 
         Args:
             model: The model from `wrap`.
-            learning_rate: The SGD learning rate (finite, > 0) or a
-                schedule; None for the paper's 0.1.
+            learning_rate: The learning rate (finite, > 0) or a schedule;
+                None for the setting's (the paper's 0.1).
             metrics: Metrics to compile, e.g. "accuracy".
             **kwargs: Other arguments of `keras.Model.compile`; `loss`
                 replaces the sparse categorical cross-entropy.
         """
         kwargs.setdefault("loss", "sparse_categorical_crossentropy")
-        _compile(model, learning_rate, metrics, **kwargs)
+        setting = self.resolve(model)
+        _compile(model, learning_rate, metrics, setting, **kwargs)
 
     def callbacks(self, log_dir=None, probe_data=None):
         """TensorBoard's logs (`probe_data` is not used).

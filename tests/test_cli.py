@@ -127,7 +127,7 @@ def _run_benchmark(script, *args):
             [
                 "| algorithm | feedback | policy | setting | test accuracy |",
                 "| BrainProp | symmetric | paper | paper |",
-                "| backprop (EBP) | symmetric | – | – |",
+                "| backprop (EBP) | symmetric | – | paper |",
                 "Wall time",
             ],
             ["brainprop", "backprop"],
@@ -156,7 +156,7 @@ def _run_benchmark(script, *args):
                 "--learning_rate=0.002 replaces the recommended setting's "
                 "learning rate (Adam at 0.001; the optimizer stays Adam).",
                 "| BrainProp | symmetric | discovery | recommended |",
-                "| backprop (EBP) | symmetric | – | – |",
+                "| backprop (EBP) | symmetric | – | paper |",
             ],
             ["brainprop_discovery_recommended", "backprop"],
         ),
@@ -660,7 +660,7 @@ def test_demo_that_diverges_reports_no_accuracy_and_exits_1(tmp_path):
         f"--output_dir={tmp_path}",
     )
     assert completed.returncode == 1, completed.stderr[-3000:]
-    assert "| BrainProp | symmetric | paper | – ± – |" in completed.stdout
+    assert "| BrainProp | symmetric | paper | paper | – ± – |" in completed.stdout
     errors = [
         line
         for line in completed.stderr.splitlines()

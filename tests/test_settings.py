@@ -173,4 +173,4 @@ def test_experiment_run_trains_with_a_setting_and_names_it(tmp_path):
         "digits", "mlp", "backprop", epochs=1, seeds=[1], max_train_examples=64
     )
     assert backprop.hyperparameters.learning_rate == 0.1
-    assert backprop.setting is None
+    assert backprop.setting == "paper"

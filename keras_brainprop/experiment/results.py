@@ -104,9 +104,9 @@ class Result:
         policy: The name of BrainProp's policy (`policies.name`), e.g.
             "paper" or "discovery"; None for an algorithm without one
             (backprop) or a file that does not record it.
-        setting: The name of BrainProp's setting (`settings`), e.g.
-            "paper" or "recommended"; None for backprop or a file that
-            does not record it.
+        setting: The name of the algorithm's setting (`settings`), e.g.
+            "paper" or "recommended"; None for a file that does not
+            record it.
         hyperparameters: The `architectures.Hyperparameters` used.
         max_epochs: The epoch limit of the run.
         runs: One `SeedResult` per seed, in order.
