@@ -660,7 +660,8 @@ def test_demo_that_diverges_reports_no_accuracy_and_exits_1(tmp_path):
         f"--output_dir={tmp_path}",
     )
     assert completed.returncode == 1, completed.stderr[-3000:]
-    assert "| BrainProp | symmetric | paper | paper | – ± – |" in completed.stdout
+    row = "| BrainProp | symmetric | paper | paper | – ± – |"
+    assert row in completed.stdout
     errors = [
         line
         for line in completed.stderr.splitlines()
