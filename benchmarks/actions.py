@@ -84,12 +84,6 @@ flags.DEFINE_list(
     "POLICY[:PARAMETER=VALUE...][@[OPTIMIZER=]RATE].",
 )
 flags.DEFINE_bool(
-    "precise_batch_norm",
-    False,
-    "Re-estimate batch-norm statistics before each evaluation, for every "
-    "run (kbp.callbacks.PreciseBatchNorm).",
-)
-flags.DEFINE_bool(
     "train_backprop",
     True,
     "Train backprop beside the settings; --notrain_backprop trains the "
@@ -339,7 +333,6 @@ def main(argv):
             FLAGS.dataset,
             FLAGS.architecture,
             algorithm,
-            precise_batch_norm=FLAGS.precise_batch_norm,
             output_dir=(
                 None if output_dir is None else os.path.join(output_dir, folder)
             ),

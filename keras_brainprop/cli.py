@@ -333,10 +333,11 @@ def define_flags(
 
     Always defines `--epochs`, `--seeds` (comma-separated ints, none
     repeated), `--data_dir`, `--logdir`, `--output_dir`, `--batch_size`,
-    `--learning_rate` (finite, > 0), `--patience`, `--max_train_examples`
-    and `--verbose`; `--algorithm`, `--dataset` and `--architecture` when a
-    default is given for them; `--strategy` and `--cpu_replicas` (only with
-    `--strategy=mirrored`) when `strategy` is given. Names are
+    `--learning_rate` (finite, > 0), `--patience`, `--max_train_examples`,
+    `--precise_batch_norm` and `--verbose`; `--algorithm`, `--dataset` and
+    `--architecture` when a default is given for them; `--strategy` and
+    `--cpu_replicas` (only with `--strategy=mirrored`) when `strategy` is
+    given. Names are
     case-insensitive, as in the Python API. The flags count as the calling
     script's flags, so its `--help` lists them. Read them back with
     `run_kwargs`, `algorithms.get(FLAGS.algorithm)` and
@@ -500,6 +501,15 @@ def define_flags(
         lower_bound=1,
         flag_values=flag_values,
     )
+    flags.DEFINE_bool(
+        "precise_batch_norm",
+        False,
+        "Re-estimate batch-norm statistics on training batches before every "
+        "evaluation, for either algorithm "
+        "(keras_brainprop.callbacks.PreciseBatchNorm); off in the paper's "
+        "protocol.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "verbose",
         verbose,
@@ -519,7 +529,7 @@ def run_kwargs(flag_values=flags.FLAGS):
     Returns:
         A dict with `epochs`, `seeds`, `data_dir`, `output_dir`, `logdir`,
         `batch_size`, `learning_rate`, `patience`, `max_train_examples`,
-        `verbose` and `feedback`.
+        `verbose`, `feedback` and `precise_batch_norm`.
 
     Example:
 
@@ -527,7 +537,7 @@ def run_kwargs(flag_values=flags.FLAGS):
     """
     names = (
         "epochs data_dir output_dir logdir batch_size learning_rate patience "
-        "max_train_examples verbose feedback"
+        "max_train_examples verbose feedback precise_batch_norm"
     ).split()
     kwargs = {name: flag_values[name].value for name in names}
     return {"seeds": _parse_seeds(flag_values.seeds), **kwargs}

@@ -481,7 +481,7 @@ def _flag_help(text):
     entries = {}
     for line in text.splitlines():
         # A long list of choices starts on the next line.
-        match = re.match(r"  --(\w+):(.*)", line)
+        match = re.match(r"  --(?:\[no\])?(\w+):(.*)", line)
         if match:
             name, entries[match[1]] = match[1], match[2].strip()
         elif entries and line.startswith("    "):
@@ -501,6 +501,7 @@ def test_help_lists_every_flag_with_its_default():
         "dataset": "'digits'",
         "epochs": "'40'",
         "feedback": "'symmetric'",
+        "precise_batch_norm": "'false'",
         "seeds": "'0'",
         "setting": "'paper'",
         "strategy": "'default'",
