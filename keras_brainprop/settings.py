@@ -4,8 +4,9 @@ A setting is what BrainProp trains with besides the network and the data:
 the action-selection policy, the optimizer and its learning rate. The
 paper's (`"paper"`, the default everywhere) is the max-Boltzmann policy
 with SGD at 0.1. `"recommended"` keeps backprop's pace as the number of
-actions grows (docs: "Many actions"); it reads the network it will train, so
-`get("recommended", network)` may differ between networks.
+actions grows (docs/many_actions.md has the measurements); it is given the
+network it will train, so that it may differ between networks, though
+today it is the same for every network measured.
 
 Why a setting beyond the paper's is needed: each sample trains the output
 unit of its chosen action only, so at the same learning rate every output
@@ -13,10 +14,12 @@ unit learns about `actions` times slower than under backprop (averaged over
 a uniformly chosen action, BrainProp's update is backprop of the squared
 error at `1 / actions` of the rate), and an action that is never the greedy
 choice learns only when exploration picks it. `Discovery` finds every
-action early; Adam divides each weight's step by the root mean square of
-its own gradients, which restores the output units' pace whatever their
-share of the choices, where multiplying SGD's rate by the number of actions
-also multiplies the hidden layers' steps and diverges beyond about ten.
+action early. Adam divides each weight's step by the running root mean
+square of its own gradient, so an output unit's step no longer shrinks with
+the share of samples that chose it, while the hidden layers, which see an
+error on every sample, keep an ordinary step. Multiplying SGD's rate by the
+number of actions instead multiplies the hidden layers' steps too, and
+diverges at 100 actions (10.0) and on batch-normalized nets (1.0).
 
 Example:
 

@@ -218,9 +218,9 @@ def test_warns_once_per_fit_naming_the_never_greedy_actions():
         # Read before validation resets the metrics.
         assert "Epoch 1 ended with greedy_coverage=0.6667" in message
         assert "action(s) [1] of 3" in message
-        assert 'policy="discovery"' in message
-        # The learning rate to pair it with scales with the actions.
-        assert "about 3 times the paper's 0.1" in message
+        # The advice names the recommended setting.
+        assert 'setting="recommended"' in message
+        assert "--setting=recommended" in message
 
 
 def test_no_warning_when_every_action_is_greedy():

@@ -43,11 +43,10 @@ class CoverageWarning(keras.callbacks.Callback):
             "never the greedy choice (largest Q-value) for a training "
             "sample. Their output units learn only when exploration picks "
             "them, so their classes may be learned late or never. Try "
-            'kbp.wrap(network, policy="discovery") with a learning rate '
-            f"about {self.coverage.num_actions} times the paper's 0.1 if "
-            "the network has no batch normalization "
-            "(--policy=discovery --learning_rate=... for python -m "
-            "keras_brainprop and the examples), more exploration (e.g. "
+            "the recommended setting, Discovery exploration with Adam at "
+            '0.001 (kbp.algorithms.get("brainprop", setting="recommended")'
+            "; --setting=recommended for python -m keras_brainprop and the "
+            "examples), more exploration (e.g. "
             "policies.EpsilonBoltzmann(epsilon=0.1)) or more epochs. This "
             "warning is shown once per fit().",
             stacklevel=2,

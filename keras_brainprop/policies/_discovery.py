@@ -70,17 +70,17 @@ class Discovery(Policy):
     Exploration decides which output unit learns from a sample, not how
     much: each sample trains one of the `actions` units, so at the same
     learning rate BrainProp moves its outputs about `actions` times slower
-    than backprop does. From such a flat start, pair this policy with a
-    learning rate `actions` times the paper's (SGD 1.0 for 10 classes): on
-    the dense net this matched backprop at 0.1. Networks with batch
-    normalization do not start flat; keep the paper's rate there (the conv
-    net diverges at 1.0). The README's "Exploration" section has the
-    measurements behind these defaults.
+    than backprop does. The recommended setting pairs this policy with Adam
+    at 0.001, which keeps backprop's pace from 10 to 1,000 actions
+    (`kbp.algorithms.get("brainprop", setting="recommended")`;
+    docs/many_actions.md). With SGD, a rate `actions` times the paper's
+    (1.0 for 10 classes) matched backprop on the dense net at 10 classes,
+    but diverges on batch-normalized nets and at 100 actions.
 
     Example:
 
     >>> model = kbp.wrap(network, policy="discovery")
-    >>> model.compile(optimizer=keras.optimizers.SGD(1.0))  # 10 actions
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
     >>> policy = Discovery(bonus=0.1, min_share=0.25)
     """
 
