@@ -93,13 +93,21 @@ def train(x_train, y_train, validation_data):
         optimizer=keras.optimizers.SGD(hparams.learning_rate),
         metrics=["accuracy"],
     )
-    model.fit(
+    history = model.fit(
         x_train,
         y_train,
         batch_size=hparams.batch_size,
         epochs=FLAGS.epochs,
         validation_data=validation_data,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
         verbose=FLAGS.verbose,
+    )
+    # A large penalty can make the Q-values diverge: a network of NaN
+    # weights has no accuracy to report (run_script exits with status 1).
+    cli.raise_if_diverged(
+        history,
+        hparams.learning_rate,
+        hint=f"try a smaller --penalty than {FLAGS.penalty:g}",
     )
     return model
 
@@ -134,4 +142,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_script(main)  # A bad flag: one message, no traceback.
+    cli.run_script(main)  # A bad flag or a diverged run: one message.

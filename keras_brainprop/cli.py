@@ -586,7 +586,9 @@ def _parse_flags(argv):
         raise
 
 
-def raise_if_diverged(history, learning_rate=None):
+def raise_if_diverged(
+    history, learning_rate=None, hint="try a smaller learning rate"
+):
     """Raises `ValueError` if training diverged: its loss became NaN or Inf.
 
     A diverged network has NaN weights; its test accuracy measures nothing,
@@ -596,6 +598,7 @@ def raise_if_diverged(history, learning_rate=None):
     Args:
         history: The `keras.callbacks.History` returned by `fit`.
         learning_rate: The run's learning rate, named in the message.
+        hint: What to try instead, e.g. "try a smaller --penalty".
 
     Example:
 
@@ -611,8 +614,7 @@ def raise_if_diverged(history, learning_rate=None):
             raise ValueError(
                 f"Training diverged in epoch {epoch}: the loss became "
                 f"{loss}, the weights are no longer finite and there is no "
-                "test accuracy to report; try a smaller learning rate. "
-                f"Received: {received}"
+                f"test accuracy to report; {hint}. Received: {received}"
             )
 
 

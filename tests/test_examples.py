@@ -301,6 +301,21 @@ def test_custom_reward(empty_home):
         assert int(costly_errors) <= 359
 
 
+def test_custom_reward_that_diverges_reports_no_accuracy(empty_home):
+    # A huge penalty made the weights NaN; the table still printed rows.
+    completed = run_example(
+        "custom_reward.py",
+        "--penalty=1e30",
+        "--epochs=1",
+        home=empty_home,
+        expect_exit=1,
+    )
+    assert "| reward table" not in completed.stdout
+    assert "Traceback" not in completed.stderr
+    assert "Error: Training diverged" in completed.stderr
+    assert "smaller --penalty than 1e+30" in completed.stderr
+
+
 def test_distributed_on_two_cpu_replicas(empty_home):
     stdout = run_example(
         "distributed.py",
