@@ -542,6 +542,8 @@ def test_tiny_imagenet(tmp_path, as_zip):
 
 
 def test_missing_data_error_names_paths_and_remedies(tmp_path):
+    # An empty folder: it exists (a missing one is refused), holds nothing.
+    (tmp_path / "nowhere").mkdir()
     with pytest.raises(datasets.DatasetNotFoundError) as caught:
         datasets.load("cifar100", "train", data_dir=tmp_path / "nowhere")
     error = caught.value
