@@ -298,9 +298,15 @@ def report(entries, output_dir=None):
 
 
 def _merge_paths(patterns):
+    """The folders and `.json` files that `--merge` patterns match."""
     paths = []
     for pattern in patterns:
-        paths += sorted(glob.glob(pattern)) or [pattern]
+        matches = [
+            path
+            for path in sorted(glob.glob(pattern))
+            if os.path.isdir(path) or path.endswith(".json")
+        ]
+        paths += matches or [pattern]
     return paths
 
 

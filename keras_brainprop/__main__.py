@@ -25,7 +25,7 @@ given by `TF_CONFIG`; only the chief, worker 0, writes `--output_dir` and
 
 BrainProp trains with the paper's setting (its policy, SGD at 0.1) unless
 `--setting=recommended` (`keras_brainprop.settings`) chooses the one that
-keeps backprop's pace as the number of classes grows; backprop keeps the
+learns fastest as the number of classes grows; backprop keeps the
 paper's protocol. `--policy` and `--learning_rate` replace those parts of
 the setting, and the output says so:
 

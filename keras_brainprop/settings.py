@@ -3,8 +3,9 @@
 A setting is what BrainProp trains with besides the network and the data:
 the action-selection policy, the optimizer and its learning rate. The
 paper's (`"paper"`, the default everywhere) is the max-Boltzmann policy
-with SGD at 0.1. `"recommended"` keeps backprop's pace as the number of
-actions grows (docs/many_actions.md has the measurements); it is given the
+with SGD at 0.1. `"recommended"` is the fastest setting measured as the
+number of actions grows (docs/many_actions.md has the measurements, and
+where it is still slower than backprop); it is given the
 network it will train, so that it may differ between networks, though
 today it is the same for every network measured.
 

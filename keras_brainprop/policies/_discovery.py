@@ -71,7 +71,7 @@ class Discovery(Policy):
     much: each sample trains one of the `actions` units, so at the same
     learning rate BrainProp moves its outputs about `actions` times slower
     than backprop does. The recommended setting pairs this policy with Adam
-    at 0.001, which keeps backprop's pace from 10 to 1,000 actions
+    at 0.001, the fastest setting measured from 10 to 1,000 actions
     (`kbp.algorithms.get("brainprop", setting="recommended")`;
     docs/many_actions.md). With SGD, a rate `actions` times the paper's
     (1.0 for 10 classes) matched backprop on the dense net at 10 classes,
