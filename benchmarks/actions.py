@@ -43,8 +43,8 @@ Command (the docs' dense table: one process per task and seed, merged):
           --output_dir=/tmp/actions/dense_${task}_s$seed
       done
     done
-    python benchmarks/actions.py --merge=/tmp/actions/dense_* \
-        --output_dir=/tmp/actions/dense
+    python benchmarks/actions.py --merge='/tmp/actions/dense_*' \
+        --output_dir=/tmp/actions_dense
 
 Quick smoke run:
 
@@ -319,7 +319,12 @@ def main(argv):
     if FLAGS.merge:
         paths = _merge_paths(FLAGS.merge)
         if output_dir is not None:
-            paths = [p for p in paths if os.path.abspath(p) != output_dir]
+            # A pattern may match the folder the merge writes to.
+            paths = [
+                path
+                for path in paths
+                if os.path.abspath(path) != os.path.abspath(output_dir)
+            ]
         entries = _pooling.load_entries(paths, "actions.py", _key)
         report(entries, output_dir)
         return
