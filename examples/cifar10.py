@@ -87,13 +87,9 @@ def main(argv):
         info.num_classes,
         output_activation=algorithm.output_activation,
     )
-    for line in cli.setting_overrides(algorithm, network, FLAGS.learning_rate):
-        print(line)
     # The initial rate: --learning_rate, else the setting's (or the paper's).
-    hparams = dataclasses.replace(
-        hparams,
-        learning_rate=FLAGS.learning_rate or algorithm.learning_rate(network),
-    )
+    rate = cli.initial_learning_rate(algorithm, network, FLAGS.learning_rate)
+    hparams = dataclasses.replace(hparams, learning_rate=rate)
     model = algorithm.wrap(network)
     algorithm.compile(model, learning_rate=hparams.learning_rate)
 

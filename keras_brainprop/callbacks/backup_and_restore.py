@@ -12,86 +12,20 @@ import contextlib
 import glob
 import json
 import os
-import re
-import tempfile
 import warnings
-import zipfile
 
 import keras
 import numpy as np
 
 from keras_brainprop import _keras_fixes
-from keras_brainprop.feedback.conversion import rule_of
-
-# The class once lived in keras_brainprop.resilience: the name stays, so
-# that backups written then still resume.
-_FORMAT = "keras_brainprop.resilience.BackupAndRestore/1"
-_BACKUP_FILE = "backup.npz"
-_TEMP_PREFIX = ".backup-"
-_TEMP_SUFFIX = ".npz.tmp"
-
-
-def _fsync_directory(path):
-    # Makes the rename itself durable (POSIX); not possible everywhere.
-    with contextlib.suppress(OSError, AttributeError):
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def write_atomically(path, arrays):
-    """Writes the dict `arrays` (as `np.savez`) to `path` all at once or not.
-
-    The data go to a temporary file in the same directory, flushed to disk,
-    renamed over `path` (`os.replace`, atomic on POSIX and Windows): a
-    process killed at any moment leaves the old file or the new one, at
-    worst a stray temporary file, which `BackupAndRestore` removes.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temp_path = tempfile.mkstemp(
-        prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temp_path)
-        raise
-    _fsync_directory(directory)
-
-
-def read_backup(path):
-    """Reads and checks `<backup_dir>/backup.npz` from `BackupAndRestore`.
-
-    Returns `(manifest, arrays)`: the manifest dict (epoch, batch, steps,
-    history, ...) and the saved variable values. Every array is read in
-    full, so zip's CRC-32 check covers all of it. Raises `ValueError` if the
-    file is damaged or not such a backup.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            manifest = json.loads(str(data["manifest"]))
-            arrays = {k: data[k] for k in data.files if k != "manifest"}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"The training backup {path} cannot be read: it is damaged or "
-            "was not written by keras_brainprop.callbacks.BackupAndRestore. "
-            f"Delete it to train from the start. Received: {error!r}"
-        ) from error
-    found = manifest.get("format") if isinstance(manifest, dict) else None
-    if found != _FORMAT:
-        raise ValueError(
-            f"{path} is not a keras_brainprop training backup. Received: "
-            f"format={found!r}"
-        )
-    return manifest, arrays
+from keras_brainprop.callbacks._backup_configuration import configuration_of
+from keras_brainprop.callbacks._backup_configuration import first_difference
+from keras_brainprop.callbacks._backup_file import BACKUP_FILE
+from keras_brainprop.callbacks._backup_file import FORMAT
+from keras_brainprop.callbacks._backup_file import TEMP_PREFIX
+from keras_brainprop.callbacks._backup_file import TEMP_SUFFIX
+from keras_brainprop.callbacks._backup_file import read_backup
+from keras_brainprop.callbacks._backup_file import write_atomically
 
 
 def _jsonable(logs):
@@ -100,72 +34,6 @@ def _jsonable(logs):
         key: value.tolist() if hasattr(value, "tolist") else value
         for key, value in (logs or {}).items()
     }
-
-
-def _describe(obj):
-    # Without memory addresses, which differ between processes.
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
-
-
-def _architecture(config):
-    """The network config as JSON types, without what a backup overrides.
-
-    Keras numbers the names it gives layers ("dense_3" when built twice in
-    one process), and initializers and their seeds only decide starting
-    values, which the backup replaces: none of them tells two runs apart.
-    """
-    if isinstance(config, dict):
-        return {
-            key: _architecture(value)
-            for key, value in config.items()
-            if key != "seed" and not key.endswith("initializer")
-        }
-    if isinstance(config, (list, tuple)):
-        return [_architecture(value) for value in config]
-    if isinstance(config, str):
-        return re.sub(r"_\d+$", "", config)
-    return config
-
-
-def _configuration(model):
-    """What a resumed run must share with the run that wrote the backup.
-
-    The feedback rule, the policy and the reward (of a `BrainPropModel`)
-    as their reprs, and the network's architecture (None when its config
-    cannot be read, e.g. a subclassed network).
-    """
-    network = getattr(model, "network", model)
-    configuration = {"feedback": _describe(rule_of(network))}
-    for name in ("policy", "reward"):
-        if hasattr(model, name):
-            configuration[name] = _describe(getattr(model, name))
-    try:
-        config = network.get_config()
-    except (NotImplementedError, TypeError, ValueError, AttributeError):
-        config = None
-    configuration["network"] = _architecture(
-        json.loads(json.dumps(config, default=_describe))
-    )
-    return configuration
-
-
-def _first_difference(saved, current, path=""):
-    """Returns `(path, saved part, current part)` where the two differ."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        for key in sorted(set(saved) | set(current), key=str):
-            if saved.get(key) != current.get(key):
-                return _first_difference(
-                    saved.get(key), current.get(key), f"{path}.{key}"
-                )
-    if (
-        isinstance(saved, list)
-        and isinstance(current, list)
-        and len(saved) == len(current)
-    ):
-        for index, (a, b) in enumerate(zip(saved, current)):
-            if a != b:
-                return _first_difference(a, b, f"{path}[{index}]")
-    return path, saved, current
 
 
 def _all_finite(arrays):
@@ -251,7 +119,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq
         self.delete_checkpoint = delete_checkpoint
-        self.path = os.path.join(self.backup_dir, _BACKUP_FILE)
+        self.path = os.path.join(self.backup_dir, BACKUP_FILE)
         # Where the last fit() resumed: the restored manifest, or None.
         self.restored = None
         self._reset_run_state()
@@ -298,7 +166,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         # Left over if an earlier fit() was interrupted after resuming.
         _keras_fixes.set_initial_epoch(model, None)
         for stray in glob.glob(
-            os.path.join(self.backup_dir, f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}")
+            os.path.join(self.backup_dir, f"{TEMP_PREFIX}*{TEMP_SUFFIX}")
         ):
             # Left by a process killed while writing; never read.
             with contextlib.suppress(OSError):
@@ -306,7 +174,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         # Read once: it does not change during a fit.
-        self._configuration = _configuration(model)
+        self._configuration = configuration_of(model)
         backup = read_backup(self.path) if os.path.exists(self.path) else None
         if backup is not None:
             self._check_configuration(backup[0])
@@ -406,7 +274,7 @@ class BackupAndRestore(keras.callbacks.Callback):
                 self._warned_not_finite = True
             return
         manifest = {
-            "format": _FORMAT,
+            "format": FORMAT,
             "epoch": epoch,
             "batch": batch,
             "data_position": (
@@ -433,7 +301,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             if saved[key] == current[key]:
                 continue
             if key == "network":
-                path, theirs, ours = _first_difference(saved[key], current[key])
+                path, theirs, ours = first_difference(saved[key], current[key])
                 difference = f"network{path}={theirs!r} while this model has "
                 difference += repr(ours)
             else:
