@@ -2,8 +2,9 @@
 
 Long benchmarks run one seed (or one network) per process, each writing its
 own `results.json`; `--merge` then pools the files. These helpers find the
-files, refuse to pool runs made under different protocols or the same seed
-twice, and measure how soon a validation curve reaches a target.
+files, refuse to pool runs made under different protocols, on different
+Keras backends or with the same seed twice, name the backend above each
+table, and measure how soon a validation curve reaches a target.
 """
 
 import dataclasses
@@ -67,6 +68,32 @@ def protocol(result):
     )
 
 
+def check_one_backend(results):
+    """Raises `ValueError` unless all `experiment.Result`s share a backend.
+
+    A table pools and compares runs of one Keras backend; backends are
+    compared side by side by benchmarks/step_overhead.py.
+    """
+    backends = sorted({result.backend for result in results})
+    if len(backends) > 1:
+        raise ValueError(
+            "Can only merge runs of one Keras backend: merge each backend's "
+            f"files on their own. Received runs of {backends}."
+        )
+
+
+def backend_line(results):
+    """The line naming the Keras backend, printed above a results table.
+
+    Example:
+
+    >>> backend_line([result])
+    'Keras backend: jax'
+    """
+    backends = sorted({result.backend for result in results})
+    return f"Keras backend: {', '.join(backends)}"
+
+
 def pool(earlier, result, name, path):
     """`earlier`'s and `result`'s seeds in one `experiment.Result`.
 
@@ -77,9 +104,15 @@ def pool(earlier, result, name, path):
         path: The file `result` came from.
 
     Raises:
-        ValueError: If the two used another dataset or protocol, or share a
-            seed.
+        ValueError: If the two used another dataset, protocol or Keras
+            backend, or share a seed.
     """
+    if earlier.backend != result.backend:
+        raise ValueError(
+            f"The {name} runs of {path} trained on the {result.backend} "
+            f"backend, those of earlier files on {earlier.backend}: pool "
+            "the seeds of one Keras backend."
+        )
     if protocol(earlier) != protocol(result):
         raise ValueError(
             f"The {name} runs of {path} used another dataset or protocol "
@@ -103,9 +136,13 @@ def write_results(entries, markdown, output_dir):
         entries: Dicts with an `experiment.Result` under "result" and JSON
             values under other keys, written as the "runs" of
             `results.json` (which `load_entries` reads back).
-        markdown: The table, written as `results.md`.
+        markdown: The table, written as `results.md` after the line naming
+            the Keras backend (`backend_line`).
         output_dir: A folder, or None to only print.
     """
+    if entries:
+        line = backend_line(entry["result"] for entry in entries)
+        markdown = f"{line}\n\n{markdown}"
     print(f"\n{markdown}\n", flush=True)
     if output_dir is None:
         return
@@ -129,6 +166,11 @@ def load_entries(paths, script, key):
         The pooled entries, in first-seen order. Of two pooled entries'
         other values, dicts (per-seed values keyed by seed) are merged and
         anything else is taken from the first.
+
+    Raises:
+        ValueError: If the files hold runs of more than one Keras backend
+            (`check_one_backend`), or pooled runs differ in protocol or
+            share a seed (`pool`).
     """
     pooled = {}
     for path in paths:
@@ -152,4 +194,5 @@ def load_entries(paths, script, key):
                 )
                 entry = merged
             pooled[name] = entry
+    check_one_backend(entry["result"] for entry in pooled.values())
     return list(pooled.values())

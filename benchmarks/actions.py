@@ -34,6 +34,9 @@ from what learning from reward costs.
 evaluation for every run, backprop included
 (`kbp.callbacks.PreciseBatchNorm`).
 
+It runs on the Keras backend `KERAS_BACKEND` names; the line above the
+table names it, and `--merge` pools runs of one backend only.
+
 Command (the docs' dense table: one process per task and seed, merged):
 
     for task in fashion_mnist fashion_mnist_100 fashion_mnist_1000; do

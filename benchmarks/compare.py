@@ -10,11 +10,12 @@ and protocol (`keras_brainprop.experiment`), then reports for each:
 - wall time per epoch;
 - the ratios BrainProp / EBP of those three numbers.
 
-It prints a markdown table, and writes into `--output_dir`: `results.md`
-(the table), `results.json` (all raw results, rewritten after every network,
-so an interrupted run keeps what it finished), `curves_<network>.png`
-(validation accuracy per epoch, mean over seeds, of both algorithms) and
-the per-run folders of `experiment.run`.
+It runs on the Keras backend `KERAS_BACKEND` names and prints a markdown
+table under a line naming that backend, and writes into `--output_dir`:
+`results.md` (the line and the table), `results.json` (all raw results,
+rewritten after every network, so an interrupted run keeps what it
+finished), `curves_<network>.png` (validation accuracy per epoch, mean over
+seeds, of both algorithms) and the per-run folders of `experiment.run`.
 
 The paper finds that BrainProp matches EBP's accuracy and needs 1-3.5
 times more epochs.
@@ -28,10 +29,17 @@ Command (Fashion-MNIST, dense and conv, 3 seeds, up to 30 epochs):
 Runs can be split across processes, e.g. one per seed run side by side,
 and combined afterwards without training again (`--merge` takes the
 `results.json` files or their folders; all must use the same dataset and
-protocol):
+protocol, on one Keras backend):
 
     python benchmarks/compare.py --merge=/tmp/conv_s1,/tmp/conv_s2 \
         --output_dir=/tmp/conv
+
+The same comparison under JAX, e.g. on a GPU machine (the epochs the
+paper's nets need and their seconds per epoch):
+
+    KERAS_BACKEND=jax python benchmarks/compare.py --dataset=fashion_mnist \
+        --architectures=dense,conv --seeds=1,2,3 --epochs=30 \
+        --output_dir=/tmp/compare_fashion_jax
 
 Quick smoke run:
 
@@ -203,8 +211,9 @@ def load_results(paths):
 
     Raises:
         FileNotFoundError: If a path holds no `results.json`.
-        ValueError: If the files differ in dataset or protocol, repeat a
-            seed, or a network lacks one of the two algorithms.
+        ValueError: If the files differ in dataset, protocol or Keras
+            backend, repeat a seed, or a network lacks one of the two
+            algorithms.
     """
     pooled = {}
     for path in paths:
@@ -230,6 +239,11 @@ def load_results(paths):
             "Can only merge runs of one dataset. Received runs of "
             f"{sorted(datasets)}."
         )
+    _pooling.check_one_backend(
+        result
+        for by_algorithm in pooled.values()
+        for result in by_algorithm.values()
+    )
     for network, by_algorithm in pooled.items():
         if set(by_algorithm) != set(algorithms.NAMES):
             raise ValueError(
@@ -245,7 +259,8 @@ def report(results, output_dir=None, settings=None):
     Args:
         results: Dict from a network name to a dict from "backprop" and
             "brainprop" to `experiment.Result`.
-        output_dir: Folder for `results.json`, `results.md` and the
+        output_dir: Folder for `results.json`, `results.md` (the table
+            under the line naming the Keras backend) and the
             `curves_<network>.png` plots; None to only print.
         settings: JSON-serializable settings stored in `results.json`.
 
@@ -256,7 +271,12 @@ def report(results, output_dir=None, settings=None):
         network: compare(by_algorithm)
         for network, by_algorithm in results.items()
     }
-    table = markdown_table(comparisons)
+    backend = _pooling.backend_line(
+        result
+        for by_algorithm in results.values()
+        for result in by_algorithm.values()
+    )
+    table = f"{backend}\n\n{markdown_table(comparisons)}"
     print(f"\n{table}\n", flush=True)
     if output_dir is None:
         return comparisons

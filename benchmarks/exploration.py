@@ -32,6 +32,9 @@ validation accuracy per epoch) into `--output_dir`, next to the per-run
 folders of `experiment.run`. `--merge` pools the `results.json` of runs made
 one seed or network per process.
 
+It runs on the Keras backend `KERAS_BACKEND` names; the line above the
+table names it, and `--merge` pools runs of one backend only.
+
 Command (the README's table: one process per network and seed, merged):
 
     python benchmarks/exploration.py --architecture=dense --seeds=1 \

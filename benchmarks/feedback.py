@@ -17,6 +17,9 @@ target). Writes `results.json` (raw results, rewritten after every run, so
 an interrupted run keeps what it finished), `results.md` (the table) and
 `curves_<network>.png` into `--output_dir`.
 
+It runs on the Keras backend `KERAS_BACKEND` names; the line above the
+table names it, and `--merge` pools runs of one backend only.
+
 Command (the README's table; dense on the full data, conv on 12,000
 training images, 15 epochs, one process per seed, merged afterwards):
 

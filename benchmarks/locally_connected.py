@@ -54,6 +54,11 @@ Add `--tables=layers` for the layers alone (about 3 minutes with
 `--variants=keras_brainprop,tf_keras_1,conv2d`, a minute of it tracing
 implementation 1), `--jit_compile` to compile the Keras 3 variants with XLA,
 or `--nomemory` to skip the memory subprocesses.
+
+It compares with Keras 2 (tf_keras) inside `tf.function`, so it runs under
+the TensorFlow backend only; with `KERAS_BACKEND=jax` or `torch` it stops
+with a message saying so (benchmarks/step_overhead.py times training steps
+on every backend).
 """
 
 import json
@@ -456,8 +461,16 @@ def _print_table(title, variants, timings, memory=None):
 
 def main(argv):
     del argv  # Unused.
+    import keras
     import tensorflow as tf
 
+    if keras.backend.backend() != "tensorflow":
+        raise app.UsageError(
+            "benchmarks/locally_connected.py compares with Keras 2 "
+            "(tf_keras) in tf.function steps, which run under the "
+            "TensorFlow backend only; run it with KERAS_BACKEND=tensorflow. "
+            f"Received: KERAS_BACKEND={keras.backend.backend()!r}"
+        )
     # Before any TensorFlow op, which would fix the thread pools.
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)

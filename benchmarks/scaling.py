@@ -34,6 +34,9 @@ for the conv net too):
 Networks: the paper's `dense` (784-1500-1000-500-10) and `conv` nets from
 `keras_brainprop.architectures`, on 28x28x1 inputs (synthetic data: speed
 does not depend on the pixels). Needs Linux (CPU affinity) and 2 cores.
+
+tf.distribute trains under the TensorFlow backend only: with
+`KERAS_BACKEND=jax` or `torch` the script stops with a message saying so.
 """
 
 import json
@@ -378,6 +381,15 @@ def main(argv):
     if FLAGS.role != "main":
         run_worker(FLAGS.role)
         return
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise app.UsageError(
+            "benchmarks/scaling.py times tf.distribute setups, which train "
+            "under the TensorFlow backend only; run it with "
+            "KERAS_BACKEND=tensorflow. Received: KERAS_BACKEND="
+            f"{keras.backend.backend()!r}"
+        )
     if len(os.sched_getaffinity(0)) < 2:
         raise app.UsageError("The benchmark needs 2 CPU cores.")
     import tempfile

@@ -27,6 +27,9 @@ Command:
 
     python benchmarks/soak.py --epochs=30 --save_freq=25 --max_kills=8 \
         --time_budget=300 --seed=0
+
+It soaks the Keras backend `KERAS_BACKEND` names (TensorFlow by default;
+the training processes inherit it), and the table's title names it.
 """
 
 import glob
@@ -348,7 +351,7 @@ def print_table(rows, expected_steps, reference_seconds):
         "states equal | history equal | "
         "time / uninterrupted |"
     )
-    print()
+    print(f"\nKeras backend: {os.environ['KERAS_BACKEND']}\n")
     print(header)
     print("|" + " --- |" * header.count(" | ") + " --- |")
     for row in rows:

@@ -1,158 +1,537 @@
-"""Cost of one BrainProp training step relative to one backprop step.
+r"""BrainProp's training step against backprop's, on every Keras backend.
 
 BrainProp's only extra work over error backpropagation is choosing an action
-(one argmax and one random draw per sample). This script times training
-steps of the same network trained with BrainProp (`kbp.wrap`) and with
-backprop (softmax cross-entropy), alternating the two in one run, and prints
-milliseconds per step and their ratio. With `--rules`, it also times
-BrainProp under other feedback rules (`keras_brainprop.feedback`) and
-prints each one's step time relative to the symmetric (default) step.
+(one argmax and one random draw per sample) and rewarding it. For each
+backend of `--backends`, in a fresh process of its own (`KERAS_BACKEND` is
+fixed when Keras starts), this script times training steps of the paper's
+`dense` (784-1500-1000-500-10) and `conv` nets (`kbp.architectures`, 28x28x1
+inputs, batch 128, SGD at 0.1), trained with backprop (softmax
+cross-entropy) and with BrainProp (`kbp.wrap`), and BrainProp under each
+feedback rule of `--rules` (`kbp.feedback`). Steps are compiled with XLA on
+TensorFlow and JAX and run eagerly on PyTorch (`--jit_compile=auto`).
 
-Command:
+Time: every variant is built and warmed up (`--warmup_steps`, tracing and
+compilation included) before anything is timed. Then each of `--rounds`
+rounds times `--steps` steps of every variant, the order reversed every
+other round, so that load from other programs weighs on every variant
+alike. A step's time runs from the end of one step to the end of the next
+(no iterator or callback start-up). Each step is timed twice: wall-clock,
+and the CPU time of the whole process (`time.process_time`, all its
+threads), which other programs' load does not inflate; on a busy machine
+wall times come in lumps of the scheduler's slices, so read both. Ratios
+are taken within each round and the tables give their median, with the
+range between the 25th and 75th percentiles (IQR) in brackets:
 
-    python benchmarks/step_overhead.py --steps=50 --repeats=7
+- BrainProp / backprop per backend and network (target <= 1.03);
+- each rule / symmetric BrainProp per backend and network (target <= 1.3);
+- the backends side by side: ms per step of each variant, wall and CPU.
+  Backends run one after another in separate processes, so this table
+  compares medians across processes; the ratios above come from one.
 
-Networks: the paper's MNIST `dense` net (784-1500-1000-500-10) and a `conv`
-net (Conv32 s1 - Conv32 s2 - Dense 500, BN after ReLU) on 28x28x1 inputs,
-batch 128, SGD(0.1).
+Command (tens of minutes on 2 cores, most of it PyTorch's eager conv
+steps):
+
+    python benchmarks/step_overhead.py --backends=tensorflow,jax,torch \
+        --steps=40 --rounds=5 --output_dir=/tmp/step_overhead
+
+Each backend's process writes its measurements to
+`<output_dir>/step_overhead_<backend>.json`; the script then writes the
+tables to `results.md` and every measurement to `results.json`. `--merge`
+combines such files (or the folders holding them) without timing anything,
+e.g. backends timed at different times, or a backend timed on another
+machine (a piece names its device: "jax (gpu)", see below):
+
+    python benchmarks/step_overhead.py --backends=tensorflow \
+        --output_dir=/tmp/step_tf
+    python benchmarks/step_overhead.py --backends=jax,torch \
+        --output_dir=/tmp/step_others
+    python benchmarks/step_overhead.py \
+        --merge=/tmp/step_tf,/tmp/step_others,/tmp/step_jax_gpu \
+        --output_dir=/tmp/step
+
+On a GPU machine with JAX (`pip install -e ".[jax]"` with JAX's CUDA
+build; TensorFlow, a dependency, only feeds the data there, through
+tf.data on the CPU), the paper's nets in ms per step, then in epochs and
+seconds per epoch to the paper's accuracy:
+
+    KERAS_BACKEND=jax python benchmarks/step_overhead.py --backends=jax \
+        --steps=200 --rounds=7 --output_dir=/tmp/step_jax_gpu
+    KERAS_BACKEND=jax python benchmarks/compare.py --dataset=fashion_mnist \
+        --architectures=dense,conv --seeds=1,2,3 --epochs=100 \
+        --output_dir=/tmp/compare_jax_gpu
+
+Quick smoke run (seconds per backend once started):
+
+    python benchmarks/step_overhead.py --backends=tensorflow,jax \
+        --networks=dense --steps=3 --rounds=2 --warmup_steps=1 \
+        --batch_size=8 --rules=kolen_pollack
 """
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_brainprop import algorithms  # noqa: E402
-from keras_brainprop import feedback  # noqa: E402
+from keras_brainprop import cli  # noqa: E402
+
+BACKENDS = ("tensorflow", "jax", "torch")
+NETWORKS = ("dense", "conv")
+RULES = ("feedback_alignment", "sign_symmetry", "kolen_pollack")
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+TARGETS = {"brainprop": 1.03, "rule": 1.3}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("steps", 50, "Training steps per timed run.")
-flags.DEFINE_integer("repeats", 7, "Timed runs per variant (median kept).")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_list("networks", ["dense", "conv"], "Networks to time.")
-flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
+flags.DEFINE_list(
+    "backends",
+    [os.environ.get("KERAS_BACKEND", "tensorflow")],
+    f"Keras backends to time, each in its own process, from {BACKENDS}; "
+    "default $KERAS_BACKEND, else tensorflow.",
+)
+flags.register_validator(
+    "backends",
+    lambda names: (
+        bool(names)
+        and set(names) <= set(BACKENDS)
+        and len(set(names)) == len(names)
+    ),
+    message=f"--backends must name backends of {BACKENDS}, each once.",
+)
+flags.DEFINE_list("networks", list(NETWORKS), "Networks to time.")
+flags.register_validator(
+    "networks",
+    lambda names: bool(names) and set(names) <= set(NETWORKS),
+    message=f"--networks must name networks of {NETWORKS}.",
+)
 flags.DEFINE_list(
     "rules",
-    [name for name in feedback.NAMES if name != "symmetric"],
-    "Feedback rules whose BrainProp step is timed against the symmetric one.",
+    list(RULES),
+    "Feedback rules whose BrainProp step is timed against the symmetric "
+    "one; empty for none.",
 )
+flags.register_validator(
+    "rules",
+    lambda names: set(names) <= set(RULES),
+    message=f"--rules must name rules of {RULES}.",
+)
+flags.DEFINE_integer("steps", 40, "Timed steps per variant and round.", 1)
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds (medians kept).", 1)
+flags.DEFINE_integer(
+    "warmup_steps", 3, "Untimed steps per variant first (compilation).", 1
+)
+flags.DEFINE_integer("batch_size", 128, "Batch size.", 1)
+flags.DEFINE_enum(
+    "jit_compile",
+    "auto",
+    ["auto", "true", "false"],
+    "auto: XLA on TensorFlow and JAX, eager on PyTorch (torch.compile is "
+    "what true means there).",
+)
+flags.DEFINE_string(
+    "output_dir", None, "If set, write results.json, results.md and pieces."
+)
+flags.DEFINE_list(
+    "merge",
+    [],
+    "results.json or step_overhead_<backend>.json files of earlier runs, "
+    "or their folders: report them together without timing anything.",
+)
+# Set by the script for the process of each backend.
+flags.DEFINE_string("piece", None, "Time this backend; write JSON here.")
 
-NUM_CLASSES = 10
+
+# One backend's process: build, warm up, time, write a piece.
 
 
-def build_network(name, output_activation=None):
-    init = keras.initializers.RandomNormal(stddev=0.005)
-    layers = keras.layers
-    if name == "dense":
-        body = [layers.Flatten()] + [
-            layers.Dense(
-                units,
-                activation="relu",
-                use_bias=False,
-                kernel_initializer=init,
-            )
-            for units in (1500, 1000, 500)
-        ]
-    elif name == "conv":
-        body = []
-        for strides in (1, 2):
-            body += [
-                layers.Conv2D(
-                    32,
-                    3,
-                    strides,
-                    "same",
-                    use_bias=False,
-                    kernel_initializer=init,
-                ),
-                layers.ReLU(),
-                layers.BatchNormalization(),
-            ]
-        body += [
-            layers.Flatten(),
-            layers.Dense(
-                500, activation="relu", use_bias=False, kernel_initializer=init
-            ),
-        ]
-    else:
-        raise ValueError(f"Unknown network. Received: {name!r}")
-    return keras.Sequential(
-        [keras.Input((28, 28, 1)), *body]
-        + [
-            layers.Dense(
-                NUM_CLASSES,
-                activation=output_activation,
-                use_bias=False,
-                kernel_initializer=init,
-            )
-        ]
+def _variants(rules):
+    from keras_brainprop import algorithms
+
+    variants = {
+        "backprop": algorithms.Backprop(),
+        "brainprop": algorithms.BrainProp(),
+    }
+    for rule in rules:
+        variants[rule] = algorithms.BrainProp(feedback=rule)
+    return variants
+
+
+def _compiled(network_name, algorithm, jit_compile):
+    from keras_brainprop import architectures
+
+    network = architectures.build(
+        network_name,
+        INPUT_SHAPE,
+        NUM_CLASSES,
+        output_activation=algorithm.output_activation,
     )
-
-
-def compiled(name, algorithm):
-    network = build_network(name, algorithm.output_activation)
     model = algorithm.wrap(network)
     algorithm.compile(
-        model, learning_rate=0.1, metrics=None, jit_compile=FLAGS.jit_compile
+        model, learning_rate=0.1, metrics=None, jit_compile=jit_compile
     )
     return model
 
 
-def ms_per_step(model, dataset):
-    start = time.perf_counter()
+def _dataset(batch_size):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size, *INPUT_SHAPE), dtype="float32")
+    y = rng.integers(0, NUM_CLASSES, batch_size).astype("int32")
+    return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+
+def _timed_steps(model, dataset, steps):
+    """Fits `steps` + 1 steps; times the last `steps`.
+
+    Returns:
+        (wall ms per step, CPU ms per step of this process).
+    """
+    import keras
+
+    times = []
+
+    class StepTimes(keras.callbacks.Callback):
+        # Reading the logs at every step's end waits for the step to finish
+        # on backends that dispatch asynchronously (JAX).
+        def on_train_batch_end(self, batch, logs=None):
+            times.append((time.perf_counter(), time.process_time()))
+
     model.fit(
-        dataset, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0, shuffle=False
+        dataset,
+        steps_per_epoch=steps + 1,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+        callbacks=[StepTimes()],
     )
-    return 1000.0 * (time.perf_counter() - start) / FLAGS.steps
+    (wall_start, cpu_start), (wall_end, cpu_end) = times[0], times[-1]
+    return (
+        1000.0 * (wall_end - wall_start) / steps,
+        1000.0 * (cpu_end - cpu_start) / steps,
+    )
+
+
+def _device(backend):
+    """The platform the backend computes on: "cpu", "gpu" or "tpu"."""
+    if backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+
+
+def _versions(backend):
+    import keras
+    import tensorflow as tf
+
+    versions = {"keras": keras.__version__, "tensorflow": tf.__version__}
+    if backend != "tensorflow":
+        versions[backend] = importlib.import_module(backend).__version__
+    return versions
+
+
+def measure(path):
+    """Times every variant under this process's backend; writes `path`."""
+    import keras
+
+    # Random data: BrainProp's advice on unlearned classes is noise here.
+    warnings.filterwarnings("ignore", message="Epoch .* greedy_coverage")
+    backend = keras.backend.backend()
+    jit_compile = {"auto": backend != "torch", "true": True, "false": False}[
+        FLAGS.jit_compile
+    ]
+    keras.utils.set_random_seed(0)
+    dataset = _dataset(FLAGS.batch_size)
+    rules = [rule for rule in FLAGS.rules if rule]
+    piece = {
+        "backend": backend,
+        "device": _device(backend),
+        "versions": _versions(backend),
+        "jit_compile": jit_compile,
+        "batch_size": FLAGS.batch_size,
+        "steps": FLAGS.steps,
+        "rounds": FLAGS.rounds,
+        "load_average": [os.getloadavg()[0]],
+        "networks": {},
+    }
+    for network in FLAGS.networks:
+        models = {
+            name: _compiled(network, algorithm, jit_compile)
+            for name, algorithm in _variants(rules).items()
+        }
+        for model in models.values():
+            _timed_steps(model, dataset, FLAGS.warmup_steps)
+        times = {name: {"wall_ms": [], "cpu_ms": []} for name in models}
+        order = list(models)
+        for round_index in range(FLAGS.rounds):
+            for name in order if round_index % 2 == 0 else order[::-1]:
+                wall, cpu = _timed_steps(models[name], dataset, FLAGS.steps)
+                times[name]["wall_ms"].append(wall)
+                times[name]["cpu_ms"].append(cpu)
+        piece["networks"][network] = times
+        medians = ", ".join(
+            f"{name} {np.median(values['wall_ms']):.1f}"
+            for name, values in times.items()
+        )
+        print(f"{backend} {network}, wall ms/step: {medians}", flush=True)
+    piece["load_average"].append(os.getloadavg()[0])
+    with open(path, "w") as file:
+        json.dump(piece, file, indent=2)
+
+
+# The driver: one process per backend, then the tables.
+
+
+def _run_piece(backend, path):
+    if importlib.util.find_spec(backend) is None:
+        raise SystemExit(
+            f"Error: the {backend!r} backend needs the {backend} package: "
+            f'pip install -e ".[{backend}]". Received: --backends='
+            f"{','.join(FLAGS.backends)}"
+        )
+    args = [
+        sys.executable,
+        os.path.abspath(__file__),
+        f"--piece={path}",
+        f"--networks={','.join(FLAGS.networks)}",
+        f"--rules={','.join(FLAGS.rules)}",
+        f"--steps={FLAGS.steps}",
+        f"--rounds={FLAGS.rounds}",
+        f"--warmup_steps={FLAGS.warmup_steps}",
+        f"--batch_size={FLAGS.batch_size}",
+        f"--jit_compile={FLAGS.jit_compile}",
+    ]
+    print(f"timing {backend} in its own process ...", flush=True)
+    completed = subprocess.run(
+        args, env=dict(os.environ, KERAS_BACKEND=backend), check=False
+    )
+    if completed.returncode != 0:
+        raise SystemExit(
+            f"Error: timing the {backend} backend failed (exit status "
+            f"{completed.returncode}); its output is above."
+        )
+    with open(path) as file:
+        return json.load(file)
+
+
+def _label(piece):
+    """The column name of a piece: its backend, and its device unless CPU."""
+    if piece["device"] == "cpu":
+        return piece["backend"]
+    return f"{piece['backend']} ({piece['device']})"
+
+
+def load_pieces(paths):
+    """Reads pieces from `results.json` files, piece files or folders.
+
+    Raises:
+        FileNotFoundError: If a path holds neither.
+        ValueError: If a backend on one device comes twice, or the pieces
+            used different batch sizes.
+    """
+    pieces = []
+    for path in paths:
+        files = [path]
+        if os.path.isdir(path):
+            files = [os.path.join(path, "results.json")]
+            if not os.path.isfile(files[0]):
+                files = sorted(
+                    os.path.join(path, name)
+                    for name in os.listdir(path)
+                    if name.startswith("step_overhead_")
+                    and name.endswith(".json")
+                )
+        if not files or not all(os.path.isfile(file) for file in files):
+            raise FileNotFoundError(
+                "Expected a results.json or step_overhead_<backend>.json "
+                "written by benchmarks/step_overhead.py, or their folder. "
+                f"Received: {path}"
+            )
+        for file in files:
+            with open(file) as handle:
+                data = json.load(handle)
+            pieces += data.get("pieces", [data])
+    labels = [_label(piece) for piece in pieces]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(
+            f"{repeated} appear more than once: merge one measurement per "
+            "backend and device."
+        )
+    batch_sizes = sorted({piece["batch_size"] for piece in pieces})
+    if len(batch_sizes) > 1:
+        raise ValueError(
+            "Can only compare steps of one batch size. Received batch sizes "
+            f"{batch_sizes}."
+        )
+    return pieces
+
+
+def _compiled_name(piece):
+    if not piece["jit_compile"]:
+        return "eager"
+    return "torch.compile" if piece["backend"] == "torch" else "XLA"
+
+
+def _ratios(times, variant, baseline, measure):
+    return np.array(times[variant][measure]) / np.array(
+        times[baseline][measure]
+    )
+
+
+def _median_iqr(values, digits=3):
+    low, median, high = np.percentile(values, [25, 50, 75])
+    return f"{median:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
+def report(pieces, output_dir=None):
+    """Prints the tables of `pieces`; with `output_dir`, writes them.
+
+    Returns:
+        The tables, one markdown string.
+    """
+    fmt = cli.format_number
+    sections = []
+    rows = []
+    for piece in pieces:
+        for network, times in piece["networks"].items():
+            rows.append(
+                [
+                    network,
+                    _label(piece),
+                    _compiled_name(piece),
+                    fmt(np.median(times["backprop"]["wall_ms"]), 1),
+                    fmt(np.median(times["brainprop"]["wall_ms"]), 1),
+                    _median_iqr(
+                        _ratios(times, "brainprop", "backprop", "wall_ms")
+                    ),
+                    fmt(np.median(times["backprop"]["cpu_ms"]), 1),
+                    fmt(np.median(times["brainprop"]["cpu_ms"]), 1),
+                    _median_iqr(
+                        _ratios(times, "brainprop", "backprop", "cpu_ms")
+                    ),
+                ]
+            )
+    sections.append(
+        f"BrainProp / backprop, per round (target <= "
+        f"{TARGETS['brainprop']}):\n\n"
+        + cli.markdown_table(
+            [
+                "network",
+                "backend",
+                "compiled",
+                "backprop wall ms/step",
+                "BrainProp wall ms/step",
+                "ratio, wall",
+                "backprop CPU ms/step",
+                "BrainProp CPU ms/step",
+                "ratio, CPU",
+            ],
+            rows,
+        )
+    )
+    rows = [
+        [
+            network,
+            _label(piece),
+            rule,
+            _median_iqr(_ratios(times, rule, "brainprop", "wall_ms")),
+            _median_iqr(_ratios(times, rule, "brainprop", "cpu_ms")),
+        ]
+        for piece in pieces
+        for network, times in piece["networks"].items()
+        for rule in times
+        if rule not in ("backprop", "brainprop")
+    ]
+    if rows:
+        sections.append(
+            "BrainProp under each feedback rule / symmetric BrainProp, per "
+            f"round (target <= {TARGETS['rule']}):\n\n"
+            + cli.markdown_table(
+                ["network", "backend", "rule", "ratio, wall", "ratio, CPU"],
+                rows,
+            )
+        )
+    if len(pieces) > 1:
+        labels = [_label(piece) for piece in pieces]
+        rows = []
+        networks = dict.fromkeys(
+            network for piece in pieces for network in piece["networks"]
+        )
+        for network in networks:
+            variants = dict.fromkeys(
+                variant
+                for piece in pieces
+                for variant in piece["networks"].get(network, {})
+            )
+            for variant in variants:
+                cells = []
+                for piece in pieces:
+                    times = piece["networks"].get(network, {}).get(variant)
+                    cells += [
+                        fmt(np.median(times[key]), 1) if times else "–"
+                        for key in ("wall_ms", "cpu_ms")
+                    ]
+                rows.append([network, variant, *cells])
+        header = ["network", "variant"]
+        for label in labels:
+            header += [f"{label} wall ms", f"{label} CPU ms"]
+        sections.append(
+            "The backends side by side, ms per step (medians over rounds; "
+            "each backend timed in its own process, one after another):\n\n"
+            + cli.markdown_table(header, rows)
+        )
+    settings = "; ".join(
+        f"{_label(piece)}: batch {piece['batch_size']}, {piece['steps']} "
+        f"steps x {piece['rounds']} rounds, load average "
+        f"{piece['load_average'][0]:.1f} -> {piece['load_average'][-1]:.1f}, "
+        + ", ".join(f"{k} {v}" for k, v in piece["versions"].items())
+        for piece in pieces
+    )
+    markdown = "\n\n".join(sections) + f"\n\n{settings}."
+    print(f"\n{markdown}\n", flush=True)
+    if output_dir is not None:
+        with open(os.path.join(output_dir, "results.json"), "w") as file:
+            json.dump({"pieces": pieces}, file, indent=2)
+        with open(os.path.join(output_dir, "results.md"), "w") as file:
+            file.write(markdown + "\n")
+    return markdown
 
 
 def main(argv):
-    del argv
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.random((FLAGS.batch_size, 28, 28, 1), dtype="float32")
-    y = rng.integers(0, NUM_CLASSES, FLAGS.batch_size)
-    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
-
-    print(
-        f"batch {FLAGS.batch_size}, {FLAGS.steps} steps per run, median of "
-        f"{FLAGS.repeats} runs, jit_compile={FLAGS.jit_compile}\n"
-    )
-    rules = [rule for rule in FLAGS.rules if rule != "symmetric"]
-    print(
-        "| network | backprop ms/step | BrainProp ms/step | BrainProp / "
-        "backprop |" + "".join(f" {rule} / symmetric |" for rule in rules)
-    )
-    print("| --- | ---: | ---: | ---: |" + " ---: |" * len(rules))
-    for name in FLAGS.networks:
-        models = {"backprop": compiled(name, algorithms.Backprop())}
-        for rule in ["symmetric", *rules]:
-            models[rule] = compiled(name, algorithms.BrainProp(feedback=rule))
-        for model in models.values():
-            ms_per_step(model, dataset)  # Trace and warm up.
-        times = {variant: [] for variant in models}
-        for _ in range(FLAGS.repeats):
-            for variant, model in models.items():  # Alternate: fair noise.
-                times[variant].append(ms_per_step(model, dataset))
-        # Ratios within a round, then their median: the machine's load
-        # changes less within a round than across the run.
-        symmetric = np.array(times["symmetric"])
-        ratios = [
-            np.median(np.array(times[rule]) / symmetric) for rule in rules
-        ]
-        print(
-            f"| {name} | {np.median(times['backprop']):.2f} "
-            f"| {np.median(symmetric):.2f} "
-            f"| {np.median(symmetric / np.array(times['backprop'])):.3f} |"
-            + "".join(f" {ratio:.3f} |" for ratio in ratios)
+    del argv  # Unused.
+    if FLAGS.piece:
+        measure(FLAGS.piece)
+        return
+    if FLAGS.output_dir:
+        os.makedirs(FLAGS.output_dir, exist_ok=True)
+    if FLAGS.merge:
+        report(load_pieces(FLAGS.merge), FLAGS.output_dir)
+        return
+    piece_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="kbp_steps_")
+    pieces = [
+        _run_piece(
+            backend, os.path.join(piece_dir, f"step_overhead_{backend}.json")
         )
+        for backend in FLAGS.backends
+    ]
+    report(pieces, FLAGS.output_dir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_script(main)

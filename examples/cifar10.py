@@ -10,6 +10,9 @@ the paper's protocol. The paper reports (BrainProp, deep, 10 seeds):
 
 CIFAR-10 is read from `--data_dir` (cifar-10-batches-py/ or
 cifar-10-python.tar.gz), never downloaded.
+
+Every Keras backend runs it the same way (`KERAS_BACKEND=jax` or `torch`
+before the command); the output names the backend.
 """
 
 import dataclasses
@@ -114,6 +117,7 @@ def main(argv):
     # A diverged network (NaN weights) has no test accuracy to report.
     cli.raise_if_diverged(history, hparams.learning_rate)
     test_logs = model.evaluate(test, return_dict=True)
+    print(f"Keras backend: {keras.backend.backend()}")
     print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 

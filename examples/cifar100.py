@@ -11,6 +11,9 @@ paper's protocol. The paper reports (BrainProp, deep, 10 seeds): 59.58%
 
 CIFAR-100 is read from `--data_dir` (cifar-100-python/ or
 cifar-100-python.tar.gz), never downloaded.
+
+Every Keras backend runs it the same way (`KERAS_BACKEND=jax` or `torch`
+before the command); the output names the backend.
 """
 
 import dataclasses
@@ -115,6 +118,7 @@ def main(argv):
     # A diverged network (NaN weights) has no test accuracy to report.
     cli.raise_if_diverged(history, hparams.learning_rate)
     test_logs = model.evaluate(test, return_dict=True)
+    print(f"Keras backend: {keras.backend.backend()}")
     print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 

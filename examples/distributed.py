@@ -1,23 +1,34 @@
-r"""BrainProp data-parallel under tf.distribute, on one machine or many.
+r"""BrainProp data-parallel, on one machine or many, on TensorFlow or JAX.
 
 Trains one of the paper's networks on one dataset, from reward (BrainProp)
-or by backprop, under a `tf.distribute` strategy (`kbp.cli.make_strategy`):
+or by backprop, data-parallel as the Keras backend allows
+(`kbp.cli.make_strategy`). Under TensorFlow (the default), a
+`tf.distribute` strategy:
 
-- `--strategy=mirrored`: every local GPU; with `--cpu_replicas=N`, N
-  logical CPU devices instead, to try it anywhere.
+- `--strategy=mirrored` (the default there): every local GPU; with
+  `--cpu_replicas=N`, N logical CPU devices instead, to try it anywhere.
 - `--strategy=multi_worker`: one process per machine, each told the
   cluster by `TF_CONFIG` or by `--workers` and `--task_index`.
 - `--strategy=tpu`: a Cloud TPU (`--tpu`); not tested here.
-- `--strategy=default`: one device, the ordinary run.
 
-The model is built and compiled inside `strategy.scope()`, so its variables
-are mirrored on every replica; `fit` is called as usual. The batch size is
-the global batch, shared by the replicas (the paper's by default): every
-step averages the loss over the global batch and each replica draws its own
-exploration, so N replicas train like one device with the same batch.
+Under JAX (`KERAS_BACKEND=jax`), `--strategy=data_parallel` (the default
+there): `keras.distribution.DataParallel` over every JAX device (GPUs if
+there are any); with `--cpu_replicas=N`, N CPU devices instead. PyTorch
+trains on one device (Keras 3.15 has no PyTorch distribution), and so does
+`--strategy=default` on any backend: the ordinary run.
+
+The model is built and compiled inside the strategy's scope, so its
+variables are copied to every replica; `fit` is called as usual. The batch
+size is the global batch, shared by the replicas (the paper's by default):
+every step averages the loss over the global batch, so N replicas train
+like one device with the same batch. Under tf.distribute each replica draws
+its own exploration; under JAX the global batch draws as on one device.
 
     # One process, two replicas on the CPU:
     python examples/distributed.py --strategy=mirrored --cpu_replicas=2 \
+        --dataset=digits --architecture=mlp --epochs=20
+    KERAS_BACKEND=jax python examples/distributed.py \
+        --strategy=data_parallel --cpu_replicas=2 \
         --dataset=digits --architecture=mlp --epochs=20
 
     # Two worker processes on this machine; start each in its own shell:
@@ -48,13 +59,22 @@ from absl import flags
 import keras_brainprop as kbp
 from keras_brainprop import cli
 
+# Each backend's own data-parallel setup; PyTorch has none.
+_DEFAULT_STRATEGY = {"tensorflow": "mirrored", "jax": "data_parallel"}
 flags.DEFINE_enum(
-    "strategy", "mirrored", cli.STRATEGIES, "See above.", case_sensitive=False
+    "strategy",
+    _DEFAULT_STRATEGY.get(keras.backend.backend(), "default"),
+    cli.STRATEGIES,
+    cli.STRATEGY_HELP,
+    case_sensitive=False,
 )
 flags.DEFINE_integer(
-    "cpu_replicas", 0, "mirrored: N logical CPU replicas.", lower_bound=0
+    "cpu_replicas",
+    0,
+    "mirrored and data_parallel: N CPU replicas.",
+    lower_bound=0,
 )
-cli.only_with("cpu_replicas", "strategy", ("mirrored",))
+cli.only_with("cpu_replicas", "strategy", ("mirrored", "data_parallel"))
 flags.DEFINE_list("workers", None, "multi_worker: every host:port, in order.")
 flags.DEFINE_integer(
     "task_index", 0, "multi_worker: this worker's index.", lower_bound=0
@@ -95,14 +115,15 @@ def main(argv):
                 "task": {"type": "worker", "index": FLAGS.task_index},
             }
         )
-    # Before any other TensorFlow op: it may split the CPU or join a cluster.
+    # Before any other op: it may split the CPU or join a cluster.
     strategy = cli.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.tpu)
     tf.get_logger().setLevel("WARNING")  # tf.distribute logs every reduce.
     keras.utils.set_random_seed(FLAGS.seed)
     hparams = kbp.architectures.hyperparameters(FLAGS.architecture)
 
-    # Each worker reads the whole dataset and keeps its replicas' share of
-    # every global batch (in-memory data has no files to split).
+    # Each tf.distribute worker reads the whole dataset and keeps its
+    # replicas' share of every global batch (in-memory data has no files to
+    # split); other backends ignore the option.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA
@@ -116,7 +137,7 @@ def main(argv):
     test = load("test")
     info = kbp.datasets.info(FLAGS.dataset)
 
-    with strategy.scope():
+    with cli.strategy_scope(strategy):
         algorithm = kbp.algorithms.get(FLAGS.algorithm)
         network = kbp.architectures.build(
             FLAGS.architecture,
@@ -145,7 +166,10 @@ def main(argv):
         test.with_options(options), return_dict=True, verbose=0
     )
     if chief:
-        print(f"{strategy.num_replicas_in_sync} replicas in sync")
+        print(
+            f"{cli.num_replicas(strategy)} replicas in sync, Keras backend "
+            f"{keras.backend.backend()}"
+        )
         print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 

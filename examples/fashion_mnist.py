@@ -11,6 +11,9 @@ about 0.92 with both (README, "Measured").
 
 The four IDX files are read from `--data_dir`, else from
 /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
+
+Every Keras backend runs it the same way (`KERAS_BACKEND=jax` or `torch`
+before the command); the output names the backend.
 """
 
 import dataclasses
@@ -118,6 +121,7 @@ def main(argv):
     # A diverged network (NaN weights) has no test accuracy to report.
     cli.raise_if_diverged(history, hparams.learning_rate)
     test_logs = model.evaluate(test, return_dict=True)
+    print(f"Keras backend: {keras.backend.backend()}")
     print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 

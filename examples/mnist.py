@@ -10,6 +10,9 @@ paper's protocol. The paper reports (BrainProp, 10 seeds): dense 98.68%
 
 MNIST is read from `--data_dir` (the four IDX files or Keras' mnist.npz),
 never downloaded.
+
+Every Keras backend runs it the same way (`KERAS_BACKEND=jax` or `torch`
+before the command); the output names the backend.
 """
 
 import dataclasses
@@ -114,6 +117,7 @@ def main(argv):
     # A diverged network (NaN weights) has no test accuracy to report.
     cli.raise_if_diverged(history, hparams.learning_rate)
     test_logs = model.evaluate(test, return_dict=True)
+    print(f"Keras backend: {keras.backend.backend()}")
     print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 

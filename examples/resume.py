@@ -20,7 +20,9 @@ Run 2 prints "Resumed at epoch 2, step 59" (where the backup of step 140
 was made) and deletes the backup when training ends. Exactness needs the
 same batches in the same order: the training set is read as one endless,
 seeded stream, `dataset.repeat()` with `steps_per_epoch`; and deterministic
-TensorFlow ops (`enable_op_determinism`).
+TensorFlow ops (`enable_op_determinism`). Under JAX and PyTorch
+(`KERAS_BACKEND=jax` or `torch` before each command) the CPU steps are
+deterministic already.
 """
 
 import hashlib

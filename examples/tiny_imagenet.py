@@ -11,6 +11,9 @@ The paper reports (BrainProp, 10 seeds): 47.50% (1.30) in 328 (75) epochs.
 
 Read from `--data_dir` (tiny-imagenet-200/ or tiny-imagenet-200.zip), never
 downloaded.
+
+Every Keras backend runs it the same way (`KERAS_BACKEND=jax` or `torch`
+before the command); the output names the backend.
 """
 
 import dataclasses
@@ -118,6 +121,7 @@ def main(argv):
     # A diverged network (NaN weights) has no test accuracy to report.
     cli.raise_if_diverged(history, hparams.learning_rate)
     test_logs = model.evaluate(test, return_dict=True)
+    print(f"Keras backend: {keras.backend.backend()}")
     print(f"Test accuracy: {test_logs['accuracy']:.4f}")
 
 

@@ -15,13 +15,23 @@ Any dataset, network and number of seeds of the paper's protocol
     python -m keras_brainprop --dataset=fashion_mnist --architecture=conv \
         --seeds=1,2,3 --epochs=30 --output_dir=/tmp/fashion_conv
 
-Both train data-parallel under a `tf.distribute` strategy with
-`--strategy=mirrored` (every local GPU, or `--cpu_replicas=N` logical CPU
-devices) or `--strategy=multi_worker` (one process per machine, the cluster
-given by `TF_CONFIG`; only the chief, worker 0, writes `--output_dir` and
-`--logdir`), e.g.
+It runs on the Keras backend that `KERAS_BACKEND` names ("tensorflow" by
+default, "jax" or "torch"), and the table records it:
+
+    KERAS_BACKEND=jax python -m keras_brainprop
+
+Both train data-parallel with `--strategy`. Under TensorFlow, a
+`tf.distribute` strategy: `--strategy=mirrored` (every local GPU, or
+`--cpu_replicas=N` logical CPU devices) or `--strategy=multi_worker` (one
+process per machine, the cluster given by `TF_CONFIG`; only the chief,
+worker 0, writes `--output_dir` and `--logdir`). Under JAX,
+`--strategy=data_parallel` (`keras.distribution.DataParallel` over every JAX
+device, or `--cpu_replicas=N` CPU devices). PyTorch trains on one device:
+Keras 3.15 has no distribution for it. E.g.
 
     python -m keras_brainprop --strategy=mirrored --cpu_replicas=2
+    KERAS_BACKEND=jax python -m keras_brainprop --strategy=data_parallel \
+        --cpu_replicas=2
 
 BrainProp trains with the paper's setting (its policy, SGD at 0.1) unless
 `--setting=recommended` (`keras_brainprop.settings`) chooses the one that
@@ -37,6 +47,7 @@ the setting, and the output says so:
 
 import time
 
+import keras
 import tensorflow as tf
 from absl import flags
 
@@ -68,8 +79,8 @@ def format_table(results):
     """Returns a markdown table of `experiment.Result`s, one row each.
 
     Each row names the algorithm, its feedback rule, its policy ("–" for
-    backprop, which has none) and its setting. A run that diverged has
-    no accuracy ("–").
+    backprop, which has none), its setting and, last, the Keras backend it
+    ran on. A run that diverged has no accuracy ("–").
 
     Args:
         results: A list of `experiment.Result`.
@@ -93,6 +104,7 @@ def format_table(results):
             fmt(result.mean_best_epoch, 1),
             f"{sum(result.epochs_run) / len(result.runs):.1f}",
             fmt(result.mean_seconds_per_epoch, 2),
+            result.backend,
         ]
         for result in results
     ]
@@ -105,15 +117,17 @@ def format_table(results):
         "best epoch",
         "epochs run",
         "s/epoch",
+        "backend",
     ]
     return cli.markdown_table(header, rows)
 
 
 def main(argv):
     del argv  # Unused.
-    # Before any other TensorFlow op: it may split the CPU or join a cluster.
+    # Before any other op: it may split the CPU or join a cluster.
     strategy = cli.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
     tf.get_logger().setLevel("WARNING")  # tf.distribute logs every reduce.
+    backend = keras.backend.backend()
     start = time.perf_counter()
     # Only the chief reports; the other workers train alongside it.
     chief = cli.is_chief(strategy)
@@ -132,7 +146,8 @@ def main(argv):
                 f"{FLAGS.dataset!r} with "
                 f"{', '.join(_LABELS[a.name] for a in to_train)}; seeds "
                 f"{kwargs['seeds']}, at most {FLAGS.epochs or 500} epochs, "
-                f"{strategy.num_replicas_in_sync} replica(s).",
+                f"{cli.num_replicas(strategy)} replica(s), Keras backend "
+                f"{backend!r}.",
                 flush=True,
             )
             if brainprop in to_train:

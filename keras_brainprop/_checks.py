@@ -1,27 +1,14 @@
 """BrainPropModel's input checks: the network, its Q-values, a batch."""
 
-import re
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
-
-class InvalidInputError(ValueError, tf.errors.InvalidArgumentError):
-    """A failed input check: a `ValueError` whose message is the check's.
-
-    Also a `tf.errors.InvalidArgumentError`, which TensorFlow raises for a
-    check that fails inside a traced step, so that code catching either
-    catches it.
-    """
-
-    def __init__(self, message):
-        tf.errors.InvalidArgumentError.__init__(self, None, None, message)
-        self.args = (message,)
-
-    def __reduce__(self):
-        return type(self), (self.message,)
+from keras_brainprop import backend
+from keras_brainprop._errors import InvalidInputError  # noqa: F401
 
 
 def check_network(network):
@@ -78,25 +65,27 @@ def check_q_values(outputs):
 
 
 def check_batch(x, y, reward, network):
-    """Returns `x` guarded by the checks of a training or test batch.
+    """Returns the checks of a training or test batch, for `backend.after`.
 
     Inputs must be finite: one NaN or Inf input makes every weight NaN in
-    one step. `x` and `y` must hold as many samples. Bad targets stop the
-    step before the forward pass (which would update batch-norm statistics)
-    when the number of actions is known.
+    one step. `x` and `y` must hold as many samples. With the number of
+    actions known, the targets must suit the reward. Run before the step,
+    a failed check stops it before the forward pass (which would update
+    batch-norm statistics) and before any update.
     """
-    x = tf.nest.map_structure(_check_finite, x)
-    checks = _check_same_length(x, y)
+    checks = []
+    for value in keras.tree.flatten(x):
+        checks += _check_finite(value)
+    checks += _check_same_length(x, y)
     num_actions = _static_num_actions(network)
     if num_actions is not None:
         checks += reward.check_targets(y, num_actions)
-    with tf.control_dependencies(checks):
-        return tf.nest.map_structure(_after_checks, x)
+    return checks
 
 
 def check_target_dtype(y):
     """Raises `ValueError` unless the targets `y` hold numbers."""
-    for target in tf.nest.flatten(y):
+    for target in keras.tree.flatten(y):
         dtype = getattr(target, "dtype", None)
         if dtype is None:
             continue
@@ -118,48 +107,29 @@ def check_target_dtype(y):
 def with_clear_errors(function):
     """Returns `function` raising a failed check as `InvalidInputError`.
 
-    A check that fails inside a traced train or test step surfaces as a
-    `tf.errors.InvalidArgumentError` whose message opens with TensorFlow's
-    trace; the new error's message is the check's own ("... Received:
-    ..."), with TensorFlow's error as its cause (Keras' traceback filtering
-    shows the new error alone).
+    A check that fails inside a compiled train or test step surfaces as the
+    backend's own error, whose message opens with its trace; the new
+    error's message is the check's own ("... Received: ..."), with the
+    backend's error as its cause (Keras' traceback filtering shows the new
+    error alone). See `backend.clear_errors`.
     """
     # Already done, possibly under a callback's wrapper (see
     # `_keras_fixes.wrap_train_function`).
     inner = getattr(function, "kbp_unwrapped", function)
     if getattr(inner, "kbp_clear_errors", False):
         return function
-
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except InvalidInputError:
-            raise
-        except tf.errors.InvalidArgumentError as error:
-            message = _failed_check(error.message)
-            if message is None:
-                raise
-            raise InvalidInputError(message) from error
-
+    run = backend.clear_errors(function)
+    if run is function:
+        run = _forward(function)
     run.kbp_clear_errors = True
     return run
 
 
-def _failed_check(message):
-    # The line of a check's message (all end with "Received: ..."), from
-    # tf.debugging.Assert ("assertion failed: [text] [value]") or
-    # check_numerics ("text : Tensor had NaN values"), without TensorFlow's
-    # node and op names.
-    for line in reversed(message.splitlines()):
-        line = re.sub(r"^\s*\{\{function_node [^}]*\}\}\s*", "", line)
-        line = re.sub(r"\s*\[Op:[^\]]*\].*$", "", line).strip()
-        prefix = "assertion failed: ["
-        if line.startswith(prefix) and line.endswith("]"):
-            line = " ".join(line[len(prefix) : -1].split("] ["))
-            line = line.replace("\\'", "'").replace('\\"', '"')
-        if "Received" in line:
-            return line
-    return None
+def _forward(function):
+    def run(*args, **kwargs):
+        return function(*args, **kwargs)
+
+    return run
 
 
 def _output_activation_name(network):
@@ -175,43 +145,47 @@ def _output_activation_name(network):
 
 
 def _check_finite(value):
-    if isinstance(value, tf.Tensor) and value.dtype.is_floating:
-        return tf.debugging.check_numerics(
+    if _is_tensor(value) and _is_floating(value):
+        return backend.check_finite(
             value,
             "The inputs must be finite: a NaN or Inf input makes the "
             "Q-values NaN and, in training, every weight. Received: inputs "
             "with NaN or Inf",
         )
-    return value
+    return []
+
+
+def _is_tensor(value):
+    return ops.is_tensor(value) or isinstance(value, np.ndarray)
+
+
+def _is_floating(value):
+    return "float" in keras.backend.standardize_dtype(value.dtype)
 
 
 def _check_same_length(x, y):
     # x's and y's batch sizes (statically when known), e.g. for a tf.data
     # pipeline zipping differently batched inputs and targets.
-    inputs = [v for v in tf.nest.flatten(x) if isinstance(v, tf.Tensor)]
-    if not inputs or inputs[0].shape.rank == 0:
+    inputs = [v for v in keras.tree.flatten(x) if _is_tensor(v)]
+    if not inputs or _rank(inputs[0]) == 0:
         return []
-    x_size = inputs[0].shape[0]
-    if x_size is None:
-        x_size = tf.shape(inputs[0])[0]
+    x_size = _batch_size(inputs[0])
     checks = []
-    for target in tf.nest.flatten(y):
-        if not isinstance(target, tf.Tensor) or target.shape.rank == 0:
+    for target in keras.tree.flatten(y):
+        if not _is_tensor(target) or _rank(target) == 0:
             continue
-        y_size = target.shape[0]
-        if y_size is None:
-            y_size = tf.shape(target)[0]
+        y_size = _batch_size(target)
         message = (
             "x and y must hold as many samples, one target per input. "
             "Received: a batch of x with"
         )
-        static = [tf.get_static_value(s) for s in (x_size, y_size)]
-        if None not in static:
-            if static[0] != static[1]:
+        if isinstance(x_size, int) and isinstance(y_size, int):
+            if x_size != y_size:
                 raise InvalidInputError(
-                    f"{message} {static[0]} samples and y with {static[1]}"
+                    f"{message} {x_size} samples and y with {y_size}"
                 )
             continue
+        # A size known only when the step runs (TensorFlow graphs).
         checks.append(
             tf.debugging.Assert(
                 tf.equal(x_size, y_size),
@@ -219,6 +193,19 @@ def _check_same_length(x, y):
             )
         )
     return checks
+
+
+def _rank(value):
+    # None for a TensorFlow graph tensor of unknown rank.
+    if hasattr(value.shape, "rank"):
+        return value.shape.rank
+    return len(value.shape)
+
+
+def _batch_size(value):
+    if _rank(value) is None:
+        return tf.shape(value)[0]
+    return ops.shape(value)[0]
 
 
 def _static_num_actions(network):
@@ -230,7 +217,3 @@ def _static_num_actions(network):
     if outputs and len(outputs) == 1 and len(outputs[0].shape) == 2:
         return outputs[0].shape[-1]
     return None
-
-
-def _after_checks(value):
-    return tf.identity(value) if isinstance(value, tf.Tensor) else value

@@ -11,6 +11,8 @@ import tensorflow as tf
 
 def in_multi_worker_mode():
     """True when the current strategy spans several worker processes."""
+    if keras.backend.backend() != "tensorflow":
+        return False
     # TensorFlow 2.21 has no public check (no upstream issue found); Keras
     # 3.15.1 itself calls this private one.
     return tf.distribute.get_strategy().extended._in_multi_worker_mode()
@@ -80,48 +82,149 @@ class ReplicaSafeModel(keras.Model):
             for metric in self.metrics
             if metric.name not in logs
             and not any(
-                tf.reduce_any(tf.not_equal(variable, 0))
+                bool(keras.ops.any(keras.ops.not_equal(variable, 0)))
                 for variable in metric.variables
             )
         }
         return {k: v for k, v in results.items() if k not in unused}
 
 
-def without_compile_loss_tracker(model, metrics):
-    """Returns `metrics` without the "loss" tracker Keras' compile() adds.
+def compile_loss_tracker(model):
+    """Returns the "loss" `Mean` Keras' compile() adds, or None.
 
-    Keras 3.15.1's compile() adds a "loss" `Mean` to `model.metrics` even
-    without a loss (no upstream issue found). A model that tracks its own
-    "loss" would list two and log whichever comes last; listed after the
-    model's own, Keras' tracker, never updated, would log a loss of 0.
+    Keras 3.15.1 keeps it private (`_loss_tracker`, no upstream issue
+    found); its trainers update it with the value `compute_loss` returns,
+    on every backend. A model listing its metrics in its own order needs
+    it to put "loss" first, as Keras does.
     """
-    tracker = getattr(model, "_loss_tracker", None)
-    return [metric for metric in metrics if metric is not tracker]
+    return getattr(model, "_loss_tracker", None)
 
 
 def set_initial_epoch(model, epoch):
     """Makes the `fit()` now starting begin at `epoch` (None: as asked).
 
     Call it from `on_train_begin`, and with None when fit() ends. Keras
-    3.15.1's fit() reads `_initial_epoch` right after on_train_begin (its
-    own BackupAndRestore sets it); a callback has no public way to choose
-    the epoch (no upstream issue found).
+    3.15.1's fit() reads `_initial_epoch` right after on_train_begin on
+    every backend (its own BackupAndRestore sets it); a callback has no
+    public way to choose the epoch (no upstream issue found).
     """
     model._initial_epoch = epoch
+
+
+def sync_variables(model):
+    """Makes `model`'s variables hold the values of the `fit()` under way.
+
+    Keras 3.15.1's JAX trainer carries the value of every variable
+    (weights, optimizer, metrics, random states) from step to step outside
+    the variables, which it empties, and writes the values back at the end
+    of each epoch or when `jax_state_sync()` is called; reading a weight
+    between two steps gives nothing without it. Keras documents no public
+    way (its `Callback.model` property calls this method, no upstream issue
+    found). Call it between steps (`on_train_batch_end`), never inside one:
+    the trainer then holds the previous step's values. On TensorFlow and
+    PyTorch the variables are always current: this does nothing.
+    """
+    if keras.backend.backend() == "jax" and hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
+
+
+def global_random_state():
+    """Returns PyTorch's global random states, a dict of arrays, or {}.
+
+    Keras 3.15.1's PyTorch backend draws the mask of a `Dropout` built
+    without a `seed` from torch's global generator, not from the layer's
+    `SeedGenerator` (a faster path, see `dropout` in
+    keras/src/backend/torch/random.py; no upstream issue found), and
+    PyTorch's `DataLoader`, which Keras reads the data with, draws from it
+    at every new pass. A PyTorch run resumes exactly only with that state.
+    TensorFlow and JAX draw from the seed states kept in the variables:
+    {} there.
+    """
+    if keras.backend.backend() != "torch":
+        return {}
+    import torch
+
+    states = {"cpu": torch.get_rng_state().numpy()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for device, state in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"cuda_{device}"] = state.numpy()
+    return states
+
+
+def set_global_random_state(states):
+    """Sets the states `global_random_state` returned."""
+    if not states:
+        return
+    import torch
+
+    for name, state in states.items():
+        state = torch.as_tensor(state, dtype=torch.uint8)
+        if name == "cpu":
+            torch.set_rng_state(state)
+        else:
+            torch.cuda.set_rng_state(state, int(name.split("_")[1]))
 
 
 def wrap_train_function(model, wrapper):
     """Routes fit()'s steps through `wrapper(train_function, iterator)`.
 
+    `iterator` gives the batches of the current pass over the data: the
+    same object at every step of a pass, a new one when fit() starts a new
+    pass. `train_function(iterator)` trains one step on the next batch and
+    returns the step's logs; the wrapper returns the logs of the step. To
+    skip a step it reads the batch with `next(iterator)`, returns logs of
+    its own and does not call `train_function`, which it calls at most
+    once per step. It runs inside the step: on JAX it must not read or
+    sync the model's variables (see `sync_variables`).
+
     Call it from `on_train_begin`, and `unwrap_train_function` from
     `on_train_end`. Keras 3.15.1's fit() makes `model.train_function` before
     on_train_begin, then calls it once per step; a callback has no public
-    way to skip a step (no upstream issue found).
+    way to skip a step (no upstream issue found). The train function
+    differs per backend, which the wrapper does not see:
+
+    - TensorFlow: `train_function(iterator)` reads its batch itself.
+    - JAX: `train_function(state, iterator)` returns `(logs, state)`; the
+      state, every variable's value, goes from step to step outside the
+      variables. A skipped step passes it on unchanged.
+    - PyTorch: `train_function(data)` gets the batch fit() has already
+      read, not the iterator. Reading further batches (skipping the ones an
+      endless stream gave in earlier epochs) and telling passes apart need
+      the data iterator that fit() reads from. Keras keeps it private in
+      the `EpochIterator` held by fit()'s local `epoch_iterator`
+      (`_current_iterator`; None for data of unknown length without
+      `steps_per_epoch`, where each epoch is a new pass of its own, read
+      one batch per step); no upstream issue found.
     """
     original = _unwrapped(model.train_function)
+    backend = keras.backend.backend()
+    if backend == "jax":
 
-    def train_function(iterator):
-        return wrapper(original, iterator)
+        def train_function(state, iterator):
+            new_state = [state]
+
+            def train(batches):
+                logs, new_state[0] = original(state, batches)
+                return logs
+
+            logs = wrapper(train, iterator)
+            return logs, new_state[0]
+
+    elif backend == "torch":
+        current_pass = [None]
+
+        def train_function(data):
+            epoch_iterator = _fit_epoch_iterator()
+            batches = current_pass[0]
+            if batches is None or not batches.reads(epoch_iterator):
+                batches = current_pass[0] = _TorchPass(epoch_iterator)
+            batches.pending = list(data)
+            return wrapper(lambda it: original([next(it)]), batches)
+
+    else:
+
+        def train_function(iterator):
+            return wrapper(original, iterator)
 
     train_function.kbp_unwrapped = original
     model.train_function = train_function
@@ -134,6 +237,63 @@ def unwrap_train_function(model):
 
 def _unwrapped(train_function):
     return getattr(train_function, "kbp_unwrapped", train_function)
+
+
+def _fit_epoch_iterator():
+    """The `EpochIterator` of the PyTorch `fit()` calling the train step."""
+    import sys
+
+    from keras.src.trainers.epoch_iterator import EpochIterator
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        epoch_iterator = frame.f_locals.get("epoch_iterator")
+        if isinstance(epoch_iterator, EpochIterator):
+            return epoch_iterator
+        frame = frame.f_back
+    raise RuntimeError(
+        "keras_brainprop found no `epoch_iterator` in Keras' fit(): this "
+        f"Keras ({keras.__version__}) trains differently from 3.15.1, which "
+        "`_keras_fixes.wrap_train_function` was written for."
+    )
+
+
+class _TorchPass:
+    """The batches of one pass over the data, as PyTorch's fit() reads it.
+
+    Its first batch at each step is the one fit() read for the step; any
+    further one comes from the pass's data iterator.
+    """
+
+    def __init__(self, epoch_iterator):
+        self.source = epoch_iterator._current_iterator
+        self.key = _pass_key(epoch_iterator)
+        self.pending = []
+
+    def reads(self, epoch_iterator):
+        return _pass_key(epoch_iterator) is self.key
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.pending:
+            return self.pending.pop(0)
+        if self.source is None:
+            raise RuntimeError(
+                "This pass over the data has no iterator to read ahead "
+                "from: with PyTorch, a step reads only its own batch when "
+                "the data has no known length and fit() gets no "
+                "`steps_per_epoch`."
+            )
+        return next(self.source)
+
+
+def _pass_key(epoch_iterator):
+    # Without a lasting data iterator each epoch is a pass of its own.
+    if epoch_iterator._current_iterator is not None:
+        return epoch_iterator._current_iterator
+    return epoch_iterator._epoch_iterator
 
 
 def compiled_metrics(model):

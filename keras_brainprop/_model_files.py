@@ -3,11 +3,14 @@
 A mixin of `BrainPropModel`: Keras saves weights only, while a BrainProp
 model must also restore its random-number states (exploration, dropout) to
 continue exactly; and its weights files are the plain network's own, so the
-trained network deploys without the wrapper.
+trained network deploys without the wrapper. The files hold NumPy arrays
+only, so a model saved under one Keras backend loads under the others.
 """
 
+import importlib.util
+
 import h5py
-import tensorflow as tf
+import keras
 
 from keras_brainprop import _keras_fixes
 from keras_brainprop.feedback.conversion import feedback_layers
@@ -35,7 +38,56 @@ def _has_converted_layout(file):
     )
 
 
-class ModelFiles:
+class PortableCompileConfig:
+    """A compile config that compiles alike under every backend it loads in.
+
+    Keras 3.15.1 saves two things of the saving backend in a model's
+    compile config (no upstream issue found); this mixin saves them as the
+    user asked, so that the loading backend decides, as at the first
+    compile:
+
+    - `jit_compile="auto"` as the value it resolved to: True under JAX,
+      so a model saved there would load under PyTorch with `torch.compile`
+      (which BrainProp's step does not survive), and False under
+      TensorFlow on CPU, so JAX would run the loaded model eagerly;
+    - the optimizer as its PyTorch subclass (e.g. module
+      `keras.src.backend.torch.optimizers.torch_adam`), which TensorFlow
+      and JAX would load and fail to apply. It is saved as the public
+      `keras.optimizers` class it subclasses.
+    """
+
+    def compile(self, *args, **kwargs):
+        self._asked_jit_compile = kwargs.get("jit_compile", "auto")
+        return super().compile(*args, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras' own skips compile() for a model that overrides it.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            # Create the optimizer's variables so its saved state loads.
+            self.optimizer.build(self.trainable_variables)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if not config:
+            return config
+        if getattr(self, "_asked_jit_compile", None) == "auto":
+            config["jit_compile"] = "auto"
+        optimizer = config.get("optimizer")
+        if (
+            isinstance(optimizer, dict)
+            and str(optimizer.get("module")).startswith("keras.src.backend.")
+            and hasattr(keras.optimizers, optimizer.get("class_name", ""))
+        ):
+            config["optimizer"] = {
+                **optimizer,
+                "module": "keras.optimizers",
+                "registered_name": None,
+            }
+        return config
+
+
+class ModelFiles(PortableCompileConfig):
     """Saving and exporting for a `keras.Model` with a `network`."""
 
     def _random_states(self):
@@ -102,7 +154,7 @@ class ModelFiles:
             for name, store in stores.items():
                 entries = group.create_group(name)
                 for key, value in store.items():
-                    entries[key] = tf.convert_to_tensor(value).numpy()
+                    entries[key] = keras.ops.convert_to_numpy(value)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         """Loads a weights file of this model or of the plain network.
@@ -168,20 +220,75 @@ class ModelFiles:
         """Exports the Q-value function, `predict()`'s, for inference.
 
         Arguments as `keras.Model.export`; the input signature defaults to
-        the network's inputs. The artifact's `serve(x)` returns the
-        Q-values, as `predict(x)` does; the greedy action is their argmax.
+        the network's inputs. The artifact returns the Q-values, as
+        `predict(x)` does; the greedy action is their argmax.
+
+        Which formats a backend exports is Keras' choice: a TensorFlow
+        SavedModel (`format="tf_saved_model"`, the default) under
+        TensorFlow and JAX (through `jax2tf`); under PyTorch a PyTorch
+        `ExportedProgram` (`format="torch"`, a `.pt2` file), since Keras
+        exports a SavedModel from PyTorch only through the `torch_xla`
+        package. A format the backend cannot export raises a `ValueError`
+        that names the backend and the way out: load the saved `.keras`
+        model under a backend that exports it.
 
         Example:
 
-        >>> model.export("q_values")
+        >>> model.export("q_values")  # TensorFlow or JAX.
         >>> tf.saved_model.load("q_values").serve(x)  # == model.predict(x)
+        >>> model.export("q_values.pt2", format="torch")  # PyTorch.
+        >>> torch.export.load("q_values.pt2").module()(x)
         """
+        _check_export_format(format)
         if input_signature is None:
             input_signature = _keras_fixes.input_signature(self.network)
+        if format == "torch" and "dynamic_shapes" not in kwargs:
+            # Keras 3.15.1 traces the program with a batch of one and
+            # torch.export fixes that size: Q-values of any batch size.
+            kwargs["dynamic_shapes"] = _dynamic_batch(input_signature)
         return super().export(
             filepath,
             format=format,
             verbose=verbose,
             input_signature=input_signature,
             **kwargs,
+        )
+
+
+def _dynamic_batch(input_signature):
+    """torch.export's `dynamic_shapes` with the batch size of each input."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1)
+    specs = keras.tree.flatten(input_signature)
+    if len(specs) == 1:
+        return {0: batch}
+    # Keras passes several inputs as one list argument.
+    return [([{0: batch} for _ in specs],)]
+
+
+def _check_export_format(format):
+    """Refuses a format the current backend cannot export, saying why."""
+    backend = keras.backend.backend()
+    if backend == "torch" and format == "tf_saved_model":
+        # Keras 3.15.1 lowers the PyTorch graph through torch_xla, a
+        # package built for one PyTorch version at a time.
+        if importlib.util.find_spec("torch_xla") is None:
+            raise ValueError(
+                "On the PyTorch backend, Keras exports a TensorFlow "
+                "SavedModel through the torch_xla package, which is not "
+                "installed. Export a PyTorch ExportedProgram instead, "
+                "model.export('q_values.pt2', format='torch'), or save the "
+                "model (model.save('model.keras')) and export the SavedModel "
+                "under the TensorFlow or JAX backend (KERAS_BACKEND="
+                "tensorflow or jax), which loads the file. Received: "
+                "format='tf_saved_model' on backend 'torch'"
+            )
+    if format == "torch" and backend != "torch":
+        raise ValueError(
+            "format='torch' writes a PyTorch ExportedProgram, which only "
+            f"the PyTorch backend exports. On the {backend} backend, export "
+            "format='tf_saved_model', or save the model (model.save("
+            "'model.keras')) and export it under KERAS_BACKEND=torch, which "
+            f"loads the file. Received: format='torch' on backend '{backend}'"
         )

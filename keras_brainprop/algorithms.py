@@ -55,6 +55,14 @@ def feedback_name(algorithm):
     return type(rule).__name__
 
 
+def _in_strategy_scope():
+    # Only TensorFlow has strategies; on JAX a plain model trains under
+    # `keras.distribution` as it is, and PyTorch trains on one device.
+    return keras.backend.backend() == "tensorflow" and (
+        tf.distribute.has_strategy()
+    )
+
+
 def _compile(model, learning_rate, metrics, setting=settings.PAPER, **kwargs):
     # The paper's optimizer for both, SGD without momentum, unless a
     # BrainProp setting chooses another.
@@ -175,12 +183,13 @@ class Backprop:
     """The paper's baseline: error backpropagation of the cross-entropy.
 
     The network ends in a softmax and is trained on the labels with Keras'
-    own training step: the network itself, or under a `tf.distribute`
-    strategy a `BackpropModel` around it (Keras 3.15 cannot train a plain
-    model there). With a feedback rule other than `Symmetric` the network
-    is first converted by `keras_brainprop.feedback.apply`, so the error
-    reaches the lower layers through feedback weights (supervised feedback
-    alignment, sign symmetry or Kolen-Pollack).
+    own training step, on every backend: the network itself, or under a
+    `tf.distribute` strategy (TensorFlow) a `BackpropModel` around it
+    (Keras 3.15 cannot train a plain model there). With a feedback rule
+    other than `Symmetric` the network is first converted by
+    `keras_brainprop.feedback.apply`, so the error reaches the lower layers
+    through feedback weights (supervised feedback alignment, sign symmetry
+    or Kolen-Pollack).
 
     Args:
         feedback: The feedback rule or its name; None for `Symmetric()`.
@@ -229,7 +238,7 @@ class Backprop:
     def wrap(self, network):
         """Returns `network`, or a `BackpropModel` under a strategy."""
         network = feedback_lib.apply(network, feedback_lib.get(self.feedback))
-        if tf.distribute.has_strategy():
+        if _in_strategy_scope():
             return BackpropModel(network)
         return network
 

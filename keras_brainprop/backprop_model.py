@@ -1,16 +1,19 @@
-"""BackpropModel: the backprop baseline under `tf.distribute`."""
+"""BackpropModel: the backprop baseline as a model around its network."""
 
 import keras
 
 from keras_brainprop import _keras_fixes
+from keras_brainprop._model_files import PortableCompileConfig
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
-class BackpropModel(_keras_fixes.ReplicaSafeModel):
+class BackpropModel(PortableCompileConfig, _keras_fixes.ReplicaSafeModel):
     """The backprop (EBP) baseline: `network` trained by Keras' own step.
 
     Only needed under `tf.distribute`, where Keras 3.15 cannot train a plain
     model (see `keras_brainprop._keras_fixes`); elsewhere compile `network`.
+    It trains, evaluates and saves on every backend (TensorFlow, JAX,
+    PyTorch) all the same.
 
     Args:
         network: the `keras.Model` to train, e.g. from
@@ -35,11 +38,13 @@ class BackpropModel(_keras_fixes.ReplicaSafeModel):
     def call(self, inputs, training=None):
         return self.network(inputs, training=training)
 
-    def train_step(self, data):
-        return _keras_fixes.step_logs(super().train_step(data))
+    def train_step(self, *args):
+        # The batch, or under JAX the state and the batch; the logs change
+        # only across tf.distribute workers.
+        return _keras_fixes.step_logs(super().train_step(*args))
 
-    def test_step(self, data):
-        return _keras_fixes.step_logs(super().test_step(data))
+    def test_step(self, *args):
+        return _keras_fixes.step_logs(super().test_step(*args))
 
     def get_config(self):
         return {

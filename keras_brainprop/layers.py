@@ -36,20 +36,6 @@ def _normalize_pair(value, name):
     return tuple(int(item) for item in pair)
 
 
-def _take_rows(rows, indices):
-    """`rows[indices]` for non-negative indices.
-
-    `keras.ops.take` first maps negative indices, an extra pass over the
-    index tensor that cannot be folded away when the indices depend on the
-    batch size; on TensorFlow a plain gather is measurably faster.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.gather(rows, indices)
-    return ops.take(rows, indices, axis=0)
-
-
 def _output_length(input_length, kernel_length, stride, padding):
     """Output positions along one axis (Keras 2's rule), or None."""
     if input_length is None:
@@ -321,7 +307,8 @@ class LocallyConnected2D(keras.layers.Layer):
         Like `Conv2D.convolution_op`: no bias, no activation, so that the
         same operation can run with another kernel of the same shape
         (`keras_brainprop.feedback` sends errors through feedback weights
-        this way).
+        this way). Written in `keras.ops` only, so that every backend's
+        autodiff differentiates it in both `inputs` and `kernel`.
         """
         if self.data_format == "channels_first":
             inputs = ops.transpose(inputs, (0, 2, 3, 1))
@@ -335,12 +322,11 @@ class LocallyConnected2D(keras.layers.Layer):
         # are taken at `position_pixel + sample * pixels_per_sample`.
         pixels = ops.reshape(inputs, (-1, channels))
         sample_offsets = ops.arange(ops.shape(inputs)[0], dtype="int32")
-        indices = (
-            self._patch_indices[:, None, :]
-            + (sample_offsets * (rows * cols))[None, :, None]
-        )
+        indices = ops.expand_dims(
+            ops.convert_to_tensor(self._patch_indices), 1
+        ) + ops.reshape(sample_offsets * (rows * cols), (1, -1, 1))
         # (positions, batch, kernel_rows * kernel_cols, channels)
-        patches = _take_rows(pixels, indices)
+        patches = ops.take(pixels, indices, axis=0)
         if self.data_format == "channels_first":
             # Keras 2 flattens a channels_first patch channel-major.
             patches = ops.transpose(patches, (0, 1, 3, 2))

@@ -1,10 +1,11 @@
 """Metrics of what a BrainProp agent chooses."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_brainprop import _keras_fixes
 from keras_brainprop import rewards
+from keras_brainprop.policies._base import _greedy
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
@@ -68,37 +69,36 @@ class GreedyCoverage(keras.metrics.Metric):
                 )
             return
         self.num_actions = num_actions
-        with tf.init_scope():
-            self.counts = self.add_variable(
-                shape=(num_actions,), initializer="zeros", name="counts"
-            )
+        self.counts = self.add_variable(
+            shape=(num_actions,), initializer="zeros", name="counts"
+        )
 
     def update_state(self, q_values, sample_weight=None):
-        q_values = tf.convert_to_tensor(q_values)
+        q_values = ops.convert_to_tensor(q_values)
         num_actions = q_values.shape[-1]
         self.build(num_actions)
-        greedy = tf.argmax(q_values, axis=-1, output_type="int32")
-        chosen = tf.one_hot(greedy, num_actions, dtype=self.dtype)
+        chosen = ops.one_hot(_greedy(q_values), num_actions, dtype=self.dtype)
         if sample_weight is not None:
-            weight = tf.reshape(tf.cast(sample_weight, self.dtype), [-1, 1])
-            chosen = chosen * tf.cast(weight > 0, self.dtype)
-        self.counts.assign_add(tf.reduce_sum(chosen, axis=0))
+            weight = ops.reshape(ops.cast(sample_weight, self.dtype), [-1, 1])
+            chosen = chosen * ops.cast(weight > 0, self.dtype)
+        self.counts.assign_add(ops.sum(chosen, axis=0))
 
     def result(self):
         if self.counts is None:
-            return tf.constant(0.0, self.dtype)
-        return tf.reduce_mean(tf.cast(self.counts > 0, self.dtype))
+            return ops.zeros((), self.dtype)
+        return ops.mean(ops.cast(self.counts > 0, self.dtype))
 
     def reset_state(self):
         if self.counts is not None:
-            self.counts.assign(tf.zeros_like(self.counts))
+            self.counts.assign(ops.zeros(self.counts.shape, self.dtype))
 
     def never_greedy(self):
         """Returns the sorted list of actions that no sample chose greedily."""
         if self.counts is None:
             return []
-        counts = tf.convert_to_tensor(self.counts).numpy()
-        return [int(action) for action in (counts == 0).nonzero()[0]]
+        # Read as result() reads them (summed over tf.distribute replicas).
+        covered = ops.convert_to_numpy(self.counts > 0)
+        return [int(action) for action in (~covered).nonzero()[0]]
 
     def get_config(self):
         return {**super().get_config(), "num_actions": self.num_actions}
@@ -145,8 +145,7 @@ class GreedyAccuracy(keras.metrics.MeanMetricWrapper):
 
 
 def _greedy_accuracy(y_true, q_values):
-    q_values = tf.convert_to_tensor(q_values)
+    q_values = ops.convert_to_tensor(q_values)
     table = rewards.CorrectChoice().table(y_true, q_values.shape[-1])
-    greedy = tf.argmax(q_values, axis=-1, output_type="int32")
-    earned = tf.gather(table, greedy, batch_dims=1)
-    return tf.cast(tf.equal(earned, tf.reduce_max(table, axis=-1)), "float32")
+    earned = rewards._take(table, _greedy(q_values))
+    return ops.cast(ops.equal(earned, ops.max(table, axis=-1)), "float32")

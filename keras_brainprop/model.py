@@ -3,10 +3,11 @@
 import warnings
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_brainprop import _checks
 from keras_brainprop import _keras_fixes
+from keras_brainprop import backend
 from keras_brainprop import feedback as feedback_lib
 from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
@@ -35,7 +36,9 @@ _H5_ERROR = (
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
-class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
+class BrainPropModel(
+    ModelFiles, backend.Trainer, _keras_fixes.ReplicaSafeModel
+):
     """A Keras model that trains its network from reward with BrainProp.
 
     For each sample the network outputs Q-values, one per action (class);
@@ -55,7 +58,15 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
     `evaluate()` acts greedily and logs the same but `explore_rate` and
     `greedy_coverage`. `predict()` returns Q-values without
     checking the inputs (NaN inputs give NaN Q-values); `export()` exports
-    that function. TensorFlow backend only.
+    that function.
+
+    The step is Keras' own on every backend (TensorFlow, JAX, PyTorch):
+    `train_step` checks the batch and hands over to it, and
+    `compute_loss` is BrainProp's (see `keras_brainprop.step`), so
+    `jit_compile`, `steps_per_execution` and distribution behave as for any
+    Keras model. The few pieces that differ per backend (the random draws,
+    the feedback layers' backward pass, the step counter, failed checks
+    inside a compiled step) are in `keras_brainprop.backend`.
 
     Args:
         network: a `keras.Model` with one output of shape `[batch, actions]`,
@@ -104,12 +115,7 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
         feedback=None,
         **kwargs,
     ):
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(
-                "BrainPropModel runs on the TensorFlow backend only. Set "
-                "KERAS_BACKEND=tensorflow. Received: backend="
-                f"{keras.backend.backend()!r}"
-            )
+        backend.check_supported()
         _checks.check_network(network)
         if feedback is not None:
             network = feedback_lib.apply(network, feedback)
@@ -121,11 +127,11 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
         self.reward = rewards_lib.get(reward)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reward_tracker = keras.metrics.Mean(name="reward")
         self.rpe_tracker = keras.metrics.Mean(name="rpe")
         self.explore_rate_tracker = keras.metrics.Mean(name="explore_rate")
         self._warned_no_targets = False
+        self._evaluating = False
         # Built now for Sequential and functional networks, else at the
         # first call.
         self.greedy_coverage_tracker = GreedyCoverage(
@@ -181,17 +187,16 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
     @property
     def metrics(self):
         # Those evaluate() returns, in its order, then those of training
-        # alone. Our own "loss" tracker replaces the one compile() creates;
-        # compiled metrics are left out until a batch with targets builds
-        # them (never, for a reward that needs none).
-        own = [self.loss_tracker, self.reward_tracker, self.rpe_tracker]
+        # alone. Compiled metrics are left out until a batch with targets
+        # builds them (never, for a reward that needs none).
+        loss = _keras_fixes.compile_loss_tracker(self)
+        own = [loss] if loss is not None else []
+        own += [self.reward_tracker, self.rpe_tracker]
         training = self._training_metrics()
         compiled = _keras_fixes.compiled_metrics(self)
         others = [
             m
-            for m in _keras_fixes.without_compile_loss_tracker(
-                self, super().metrics
-            )
+            for m in super().metrics
             if all(m is not o for o in own + training)
             and (m is not compiled or compiled.built)
         ]
@@ -220,31 +225,75 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
         return names
 
     def _step_seed(self):
-        # A fresh stateless seed per step and per replica, derived from the
-        # base seed and the step counter: no state changes hands, so it works
-        # under tf.distribute and a resumed run draws exactly as before.
-        fold_in = tf.random.experimental.stateless_fold_in
-        seed = fold_in(
-            tf.cast(self.seed_generator.state, "int32"),
-            tf.cast(self.optimizer.iterations, "int32"),
+        # A fresh seed per step and per replica, derived from the base seed
+        # and the step counter: no state changes hands, so it works under
+        # distribution and a resumed run draws exactly as before.
+        seed = backend.fold_in(
+            self.seed_generator.state.value, self._training_step()
         )
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        return fold_in(seed, tf.cast(replica, "int32"))
+        return backend.fold_in(seed, self._replica())
 
-    def _with_regularization(self, loss):
-        # The network's regularization losses, as Keras adds them to a
-        # compiled loss.
-        if self.losses:
-            loss += tf.cast(tf.add_n(self.losses), "float32")
-        return loss
+    def train_step(self, *args):
+        # Keras' step for this backend (`*args` is the JAX state and the
+        # batch, or the batch alone), after the batch's checks: bad input
+        # stops the step before the forward pass and any update.
+        with backend.after(self._checks_in_step(args[-1])):
+            return super().train_step(*args)
 
-    def _update_metrics(self, y, q_values, sample_weight, loss, step):
-        self.loss_tracker.update_state(
-            loss, sample_weight=tf.shape(step.rewards)[0]
-        )
+    def test_step(self, *args):
+        with backend.after(self._checks_in_step(args[-1])):
+            return super().test_step(*args)
+
+    def _checks_in_step(self, data):
+        # Under JAX the batch is checked on the host before the step.
+        return self._check_batch(data) if self.checks_in_step else []
+
+    def _check_batch(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return _checks.check_batch(x, y, self.reward, self.network)
+
+    def _checks_rewards_in_step(self):
+        # CorrectChoice's rewards of checked targets are finite.
+        return type(self.reward) is not rewards_lib.CorrectChoice
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """BrainProp's loss: `0.5 * delta**2` of the chosen actions.
+
+        In training the policy picks the actions (a fresh seed per step);
+        in evaluation they are the greedy ones. Adds the network's
+        regularization losses and updates the reward, reward-prediction
+        error and (in training) exploration and coverage metrics.
+        """
+        if training:
+            step = brainprop_step(
+                y_pred,
+                y,
+                self.reward,
+                self.policy,
+                self._training_step(),
+                self._step_seed(),
+                sample_weight,
+            )
+            self.explore_rate_tracker.update_state(step.explored)
+            self.greedy_coverage_tracker.update_state(y_pred, sample_weight)
+            self._step_counter_after(step.loss)
+        else:
+            step = brainprop_step(
+                y_pred, y, self.reward, sample_weight=sample_weight
+            )
         self.reward_tracker.update_state(step.rewards)
         self.rpe_tracker.update_state(step.reward_prediction_error)
+        loss = step.loss
+        if self.losses:
+            regularization = [
+                ops.cast(ops.sum(r), "float32") for r in self.losses
+            ]
+            loss = loss + ops.sum(ops.stack(regularization))
+        return self._per_replica(loss)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if y is None:  # A reward without targets: nothing to compare with.
             compiled = _keras_fixes.compiled_metrics(self)
             if compiled is not None and not self._warned_no_targets:
@@ -256,8 +305,14 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
                     "evaluate() to compute them. Received: y=None",
                     stacklevel=2,
                 )
-            return self.get_metrics_result()
-        return self.compute_metrics(None, y, q_values, sample_weight)
+            logs = self.get_metrics_result()
+        else:
+            logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if self._evaluating:
+            for metric in self._training_metrics():
+                logs.pop(metric.name, None)
+        # Across workers each step log costs a collective: keep the loss.
+        return _keras_fixes.step_logs(logs, keep=["loss"])
 
     def fit(
         self,
@@ -276,16 +331,25 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
         data (an empty dataset), before any weight changes.
         """
         _checks.check_target_dtype(y)  # Keras' own error names no target.
+        no_data = None
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             # First, so that it stops fit() before other callbacks act.
+            no_data = NoDataCheck(x)
             callbacks = [
-                NoDataCheck(x),
+                no_data,
                 *(callbacks or []),
                 CoverageWarning(self.greedy_coverage_tracker),
             ]
-        return super().fit(
-            x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs
-        )
+        try:
+            return super().fit(
+                x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs
+            )
+        except UnboundLocalError:
+            # Keras 3.15.1's JAX fit() fails on the logs of an epoch that ran
+            # no step, before the epoch ends.
+            if no_data is not None:
+                no_data.raise_if_no_step()
+            raise
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Evaluates the greedy policy; arguments as `keras.Model.evaluate`.
@@ -293,7 +357,18 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
         Checks the inputs and targets as `fit()` does.
         """
         _checks.check_target_dtype(y)
-        return super().evaluate(x, y, *args, **kwargs)
+        self._evaluating = True
+        try:
+            return super().evaluate(x, y, *args, **kwargs)
+        finally:
+            self._evaluating = False
+
+    def test_on_batch(self, *args, **kwargs):
+        self._evaluating = True
+        try:
+            return super().test_on_batch(*args, **kwargs)
+        finally:
+            self._evaluating = False
 
     def make_train_function(self, force=False):
         # A failed check raises with its own message first, also in graph
@@ -306,49 +381,6 @@ class BrainPropModel(ModelFiles, _keras_fixes.ReplicaSafeModel):
         super().make_test_function(force)
         self.test_function = _checks.with_clear_errors(self.test_function)
         return self.test_function
-
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x = _checks.check_batch(x, y, self.reward, self.network)
-        with tf.GradientTape() as tape:
-            q_values = self(x, training=True)
-            step = brainprop_step(
-                q_values,
-                y,
-                self.reward,
-                self.policy,
-                self.optimizer.iterations,
-                self._step_seed(),
-                sample_weight,
-            )
-            loss = self._with_regularization(step.loss)
-            # Gradients are summed over replicas: average the global batch.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled_loss = self.optimizer.scale_loss(loss / replicas)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        # The reward checks (inside `loss`) also guard the optimizer's step
-        # counter, which does not depend on the gradients.
-        with tf.control_dependencies([loss]):
-            self.optimizer.apply(gradients, self.trainable_variables)
-
-        self.explore_rate_tracker.update_state(step.explored)
-        self.greedy_coverage_tracker.update_state(q_values, sample_weight)
-        logs = self._update_metrics(y, q_values, sample_weight, loss, step)
-        # Across workers each step log costs a collective: keep the loss.
-        return _keras_fixes.step_logs(logs, keep=["loss"])
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x = _checks.check_batch(x, y, self.reward, self.network)
-        q_values = self(x, training=False)
-        step = brainprop_step(
-            q_values, y, self.reward, sample_weight=sample_weight
-        )
-        loss = self._with_regularization(step.loss)
-        logs = self._update_metrics(y, q_values, sample_weight, loss, step)
-        for metric in self._training_metrics():
-            logs.pop(metric.name, None)
-        return _keras_fixes.step_logs(logs, keep=["loss"])
 
     def get_config(self):
         if _keras_fixes.saving_legacy_h5():

@@ -10,8 +10,10 @@ to one float reward per sample `[batch]`. The network never sees `y` itself.
   cost-sensitive tasks: entry `[i, a]` is the reward of action `a` on
   sample `i`.
 
-Checks run inside the training step, in eager and graph mode alike (XLA,
-i.e. `jit_compile=True`, compiles TensorFlow assertions away).
+Checks run inside the training step, before any weight moves: eagerly on
+PyTorch and in eager mode, as assertions in TensorFlow graphs (XLA, i.e.
+`jit_compile=True`, compiles TensorFlow assertions away) and as host
+callbacks in compiled JAX steps (see `keras_brainprop.backend`).
 """
 
 import inspect
@@ -19,14 +21,18 @@ import warnings
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 from keras_brainprop import _checks
+from keras_brainprop import backend
 
 
 def _is_label_vector(y, num_actions):
     """Whether `y` holds labels (else a table); a bool tensor if its rank
-    is unknown, as when Keras traces fit() after other target forms."""
-    if y.shape.rank is None:
+    is unknown, as when Keras traces fit() after other target forms (on
+    TensorFlow only: the other backends' shapes are static)."""
+    rank = ops.ndim(y)
+    if rank is None:
         shape = tf.shape(y)
         one_per_sample = tf.equal(tf.size(y), shape[0])
         return tf.logical_or(
@@ -35,9 +41,9 @@ def _is_label_vector(y, num_actions):
             if num_actions != 1
             else False,
         )
-    if y.shape.rank == 1:
+    if rank == 1:
         return True
-    return y.shape.rank == 2 and y.shape[-1] == 1 and num_actions != 1
+    return rank == 2 and y.shape[-1] == 1 and num_actions != 1
 
 
 def _passed(checks):
@@ -46,42 +52,23 @@ def _passed(checks):
         return tf.constant(True)
 
 
-def _assert_all(valid, message, value):
-    """Fails unless `valid` is all true, naming the first offending `value`.
-
-    Raises `InvalidInputError` (a `ValueError` and a
-    `tf.errors.InvalidArgumentError`) at once in eager mode; in graph mode
-    returns the assertion ops, to run before anything that uses the checked
-    tensor. Either way the message ends with "Received: <value>".
-    """
-    valid = tf.reshape(valid, [-1])
-    value = tf.reshape(value, [-1])
-    # The first offending entry (argmax finds the first True), picked with
-    # fixed shapes so that this also compiles under XLA and never indexes
-    # out of range.
-    first_bad = tf.argmax(tf.cast(tf.logical_not(valid), "int32"))
-    picked = tf.equal(tf.range(tf.size(value, out_type=tf.int64)), first_bad)
-    received = tf.reduce_sum(tf.where(picked, value, tf.zeros_like(value)))
-    if tf.executing_eagerly():
-        if not bool(tf.reduce_all(valid)):
-            raise _checks.InvalidInputError(f"{message} {received.numpy()}")
-        return []
-    return [tf.debugging.Assert(tf.reduce_all(valid), [message, received])]
+def _is_floating(x):
+    return "float" in keras.backend.standardize_dtype(x.dtype)
 
 
 def _check_labels(labels, num_actions):
     checks = []
-    if labels.dtype.is_floating:
-        checks += _assert_all(
-            tf.equal(labels, tf.floor(labels)),
+    if _is_floating(labels):
+        checks += backend.assert_all(
+            ops.equal(labels, ops.floor(labels)),
             "Labels must be whole numbers (class indices). Received: label",
             labels,
         )
-    checks += _assert_all(
+    checks += backend.assert_all(
         labels >= 0, "Labels must be >= 0. Received: label", labels
     )
-    checks += _assert_all(
-        labels < tf.cast(num_actions, labels.dtype),
+    checks += backend.assert_all(
+        labels < ops.cast(num_actions, labels.dtype),
         f"Labels must be < {num_actions}, the number of actions (the width "
         "of the model's output). Received: label",
         labels,
@@ -89,15 +76,49 @@ def _check_labels(labels, num_actions):
     return checks
 
 
+def _check_table(table, num_actions, rank, width):
+    checks = backend.assert_all(
+        ops.logical_and(ops.equal(rank, 2), ops.equal(width, num_actions)),
+        f"The reward table's width must equal the number of actions "
+        f"({num_actions}). Received: width",
+        width,
+    )
+    if not _is_floating(table):
+        return checks
+    # Every entry, not only those the policy picks.
+    return checks + backend.assert_all(
+        ops.isfinite(table),
+        "One-hot labels and reward tables must be finite. Received: entry",
+        table,
+    )
+
+
 def _check_table_width(table, num_actions):
-    width = table.shape[-1]
-    if table.shape.rank != 2 or (width is not None and width != num_actions):
+    if ops.ndim(table) != 2 or table.shape[-1] not in (None, num_actions):
         raise ValueError(
             "Targets `y` must be labels [batch] or [batch, 1], or one-hot "
             f"labels / a reward table [batch, {num_actions}] matching the "
             f"model's {num_actions} actions. Received: y with shape "
-            f"{table.shape}"
+            f"{_shape(table)}"
         )
+
+
+def _shape(x):
+    # As TensorFlow prints a shape, also for the other backends' tensors.
+    return x.shape if ops.ndim(x) is None else tuple(x.shape)
+
+
+def _one_hot(labels, num_actions):
+    # A row of zeros for a label out of range, on every backend (PyTorch's
+    # one_hot raises for one).
+    actions = ops.arange(num_actions, dtype="int32")
+    return ops.cast(ops.equal(labels[:, None], actions), "float32")
+
+
+def _take(table, actions):
+    """`table[i, actions[i]]` for each row `i`."""
+    actions = ops.expand_dims(ops.cast(actions, "int32"), -1)
+    return ops.take_along_axis(table, actions, axis=-1)[:, 0]
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
@@ -114,9 +135,10 @@ class Reward:
     def check_targets(self, y, num_actions):
         """Checks the targets `y` alone, before the training step runs.
 
-        Raises at once in eager mode (and for static problems); in graph
-        mode returns the assertion ops, which the model runs before the
-        forward pass. The default checks nothing.
+        Raises at once where checks run eagerly (and for static problems);
+        otherwise returns the checks, which the model passes through
+        `keras_brainprop.backend.with_checks` before the forward pass. The
+        default checks nothing.
         """
         return []
 
@@ -142,8 +164,8 @@ class CorrectChoice(Reward):
     Example:
 
     >>> reward = CorrectChoice()
-    >>> reward(tf.constant([2, 0]), tf.constant([2, 1]), num_actions=3)
-    <tf.Tensor: ... numpy=array([1., 0.], dtype=float32)>
+    >>> keras.ops.convert_to_numpy(reward([2, 0], [2, 1], num_actions=3))
+    array([1., 0.], dtype=float32)
     """
 
     def check_targets(self, y, num_actions):
@@ -154,66 +176,50 @@ class CorrectChoice(Reward):
                 "function that needs none. Received: y=None"
             )
         _checks.check_target_dtype(y)
-        y = tf.convert_to_tensor(y)
-
-        def check_labels():
-            return _check_labels(tf.reshape(y, [-1]), num_actions)
-
-        def check_table():
-            checks = _assert_all(
-                tf.logical_and(
-                    tf.equal(tf.rank(y), 2),
-                    tf.equal(tf.shape(y)[-1], num_actions),
-                ),
-                f"The reward table's width must equal the number of actions "
-                f"({num_actions}). Received: width",
-                tf.shape(y)[-1],
-            )
-            if not y.dtype.is_floating:
-                return checks
-            # Every entry, not only those the policy picks.
-            return checks + _assert_all(
-                tf.math.is_finite(y),
-                "One-hot labels and reward tables must be finite. Received: "
-                "entry",
-                y,
-            )
-
+        y = ops.convert_to_tensor(y)
         is_labels = _is_label_vector(y, num_actions)
-        if isinstance(is_labels, tf.Tensor):
+        if ops.ndim(y) is None:  # TensorFlow only: both forms are traced.
             return [
                 tf.cond(
                     is_labels,
-                    lambda: _passed(check_labels()),
-                    lambda: _passed(check_table()),
+                    lambda: _passed(
+                        _check_labels(tf.reshape(y, [-1]), num_actions)
+                    ),
+                    lambda: _passed(
+                        _check_table(
+                            y, num_actions, tf.rank(y), tf.shape(y)[-1]
+                        )
+                    ),
                 )
             ]
         if is_labels:
-            return check_labels()
+            return _check_labels(ops.reshape(y, [-1]), num_actions)
         _check_table_width(y, num_actions)
-        return check_table()
+        return _check_table(y, num_actions, 2, ops.shape(y)[-1])
 
     def __call__(self, y, actions, num_actions):
-        with tf.control_dependencies(self.check_targets(y, num_actions)):
-            table = self.table(y, num_actions)
-        return tf.gather(table, tf.cast(actions, "int32"), batch_dims=1)
+        checks = self.check_targets(y, num_actions)
+        # The table is made from checked targets: a bad width fails the
+        # check, not the reshape.
+        y = backend.with_checks(checks, ops.convert_to_tensor(y))
+        return _take(self.table(y, num_actions), actions)
 
     def table(self, y, num_actions):
         """Returns every action's reward, float32 `[batch, num_actions]`.
 
         The one-hot rows of class labels, or the reward table itself.
         """
-        y = tf.convert_to_tensor(y)
+        y = ops.convert_to_tensor(y)
 
         def from_labels():
-            labels = tf.cast(tf.reshape(y, [-1]), "int32")
-            return tf.one_hot(labels, num_actions, dtype="float32")
+            labels = ops.cast(ops.reshape(y, [-1]), "int32")
+            return _one_hot(labels, num_actions)
 
         def from_table():
-            return tf.reshape(tf.cast(y, "float32"), [-1, num_actions])
+            return ops.reshape(ops.cast(y, "float32"), [-1, num_actions])
 
         is_labels = _is_label_vector(y, num_actions)
-        if isinstance(is_labels, tf.Tensor):
+        if ops.ndim(y) is None:  # TensorFlow only: both forms are traced.
             return tf.cond(is_labels, from_labels, from_table)
         return from_labels() if is_labels else from_table()
 
@@ -235,11 +241,11 @@ class RewardFunction(Reward):
 
     Example:
 
-    >>> def noisy_reward(y, actions):
-    ...     correct = tf.cast(tf.equal(tf.cast(y, "int32"), actions), "float32")
-    ...     flip = tf.random.uniform(tf.shape(correct)) < 0.1
-    ...     return tf.where(flip, 1.0 - correct, correct)
-    >>> reward = RewardFunction(noisy_reward)
+    >>> from keras import ops
+    >>> def signed_reward(y, actions):
+    ...     labels = ops.cast(ops.reshape(y, [-1]), "int32")
+    ...     return ops.where(ops.equal(labels, actions), 1.0, -1.0)
+    >>> reward = RewardFunction(signed_reward)
     """
 
     def __init__(self, fn):
@@ -285,21 +291,47 @@ def check_rewards(rewards, batch_size):
 
     Raises:
         ValueError: for a wrong static shape or a non-numeric dtype.
-        tf.errors.InvalidArgumentError: at run time for a wrong dynamic
-            shape or non-finite values (in eager mode an
-            `InvalidInputError`, also a `ValueError`).
+        InvalidInputError: (a `ValueError` and a
+            `tf.errors.InvalidArgumentError`) for a wrong number of rewards
+            or non-finite ones, at once where the step runs eagerly; inside
+            a compiled step the backend's own error (a
+            `tf.errors.InvalidArgumentError` on TensorFlow, see
+            `keras_brainprop.backend.clear_errors`).
     """
-    rewards = tf.convert_to_tensor(rewards)
-    if not (rewards.dtype.is_floating or rewards.dtype.is_integer):
+    rewards = ops.convert_to_tensor(rewards)
+    dtype = keras.backend.standardize_dtype(rewards.dtype)
+    if "float" not in dtype and "int" not in dtype:
         raise ValueError(
             "The reward function must return numbers. Received: rewards with "
-            f"dtype {rewards.dtype.name}"
+            f"dtype {dtype}"
         )
-    if rewards.shape.rank != 1:
+    if ops.ndim(rewards) != 1:
         raise ValueError(
             "The reward function must return one reward per sample, shape "
-            f"[batch]. Received: rewards with shape {rewards.shape}"
+            f"[batch]. Received: rewards with shape {_shape(rewards)}"
         )
+    if backend.NAME == "tensorflow":
+        _tf_check_static_batch_size(rewards, batch_size)
+    rewards = ops.cast(rewards, "float32")
+    num_rewards = ops.shape(rewards)[0]
+    checks = backend.assert_all(
+        ops.equal(num_rewards, ops.cast(batch_size, "int32")),
+        "The reward function must return one reward per sample, as many as "
+        "the batch has samples. Received: number of rewards",
+        num_rewards,
+    )
+    checks += backend.assert_all(
+        ops.isfinite(rewards),
+        "The reward function returned NaN or Inf. Received: reward",
+        rewards,
+    )
+    return backend.with_checks(checks, rewards)
+
+
+def _tf_check_static_batch_size(rewards, batch_size):
+    # A TensorFlow graph may know both sizes before it runs: a mismatch is
+    # then a ValueError when tracing. (JAX and PyTorch shapes are static,
+    # and `backend.assert_all` raises at once for them.)
     static_batch_size = tf.get_static_value(batch_size)
     if (
         not tf.executing_eagerly()
@@ -312,21 +344,6 @@ def check_rewards(rewards, batch_size):
             f"as the batch has samples ({static_batch_size}). Received: "
             f"number of rewards {rewards.shape[0]}"
         )
-    rewards = tf.cast(rewards, "float32")
-    batch_size = tf.cast(batch_size, "int32")
-    checks = _assert_all(
-        tf.equal(tf.shape(rewards)[0], batch_size),
-        "The reward function must return one reward per sample, as many as "
-        "the batch has samples. Received: number of rewards",
-        tf.shape(rewards)[0],
-    )
-    checks += _assert_all(
-        tf.math.is_finite(rewards),
-        "The reward function returned NaN or Inf. Received: reward",
-        rewards,
-    )
-    with tf.control_dependencies(checks):
-        return tf.identity(rewards)
 
 
 def correct_choice():

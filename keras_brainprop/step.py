@@ -6,9 +6,10 @@ policy), `BrainPropModel.test_step` (greedy) and `BrainPropMonitor`'s probe.
 
 import collections
 
-import tensorflow as tf
+from keras import ops
 
 from keras_brainprop import rewards as rewards_lib
+from keras_brainprop.policies._base import _greedy
 
 # What one step computed for a batch: the int32 actions taken and the
 # greedy ones (those of the largest Q-values), where the two differ
@@ -47,7 +48,8 @@ def brainprop_step(
         reward: a `keras_brainprop.rewards.Reward`.
         policy: a `keras_brainprop.policies.Policy`; None acts greedily.
         step: scalar int tensor, the training step (for schedules).
-        seed: int32 tensor `[2]`, the stateless seed of the policy's draws.
+        seed: the seed tensor `[2]` of the policy's draws (see
+            `keras_brainprop.backend`).
         sample_weight: None or float `[batch]` weights of the loss.
 
     Returns:
@@ -56,34 +58,34 @@ def brainprop_step(
     Example:
 
     >>> step = brainprop_step(
-    ...     tf.constant([[0.2, 0.9], [0.7, 0.1]]), tf.constant([1, 1]),
+    ...     keras.ops.convert_to_tensor([[0.2, 0.9], [0.7, 0.1]]), [1, 1],
     ...     keras_brainprop.rewards.CorrectChoice())
     >>> step.actions, step.rewards, step.reward_prediction_error
     # [1, 0], [1., 0.], [0.1, -0.7]
     """
-    greedy = tf.argmax(q_values, axis=-1, output_type="int32")
+    greedy = _greedy(q_values)  # As the Greedy policy breaks ties.
     if policy is None:
         actions = greedy
     else:
-        actions = policy(tf.stop_gradient(q_values), step, seed)
-    batch_size = actions.shape[0]  # Static when known: checked when traced.
-    if batch_size is None:
-        batch_size = tf.shape(actions)[0]
+        actions = policy(ops.stop_gradient(q_values), step, seed)
+    batch_size = ops.shape(actions)[0]  # Static when known: checked early.
     rewards = rewards_lib.check_rewards(
         reward(y, actions, q_values.shape[-1]), batch_size
     )
-    chosen_q = tf.gather(tf.cast(q_values, "float32"), actions, batch_dims=1)
+    chosen_q = ops.take_along_axis(
+        ops.cast(q_values, "float32"), ops.expand_dims(actions, -1), axis=-1
+    )[:, 0]
     reward_prediction_error = rewards - chosen_q
-    per_sample = 0.5 * tf.square(reward_prediction_error)
+    per_sample = 0.5 * ops.square(reward_prediction_error)
     if sample_weight is not None:
-        sample_weight = tf.reshape(tf.cast(sample_weight, "float32"), [-1])
+        sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), [-1])
         per_sample = per_sample * sample_weight
-    num_samples = tf.cast(tf.shape(per_sample)[0], "float32")
+    num_samples = ops.cast(ops.shape(per_sample)[0], "float32")
     return BrainPropStep(
         actions=actions,
         greedy_actions=greedy,
-        explored=tf.cast(tf.not_equal(actions, greedy), "float32"),
+        explored=ops.cast(ops.not_equal(actions, greedy), "float32"),
         rewards=rewards,
         reward_prediction_error=reward_prediction_error,
-        loss=tf.math.divide_no_nan(tf.reduce_sum(per_sample), num_samples),
+        loss=ops.divide_no_nan(ops.sum(per_sample), num_samples),
     )

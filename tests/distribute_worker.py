@@ -1,17 +1,22 @@
-"""Worker processes of tests/test_distribute.py: BrainProp under tf.distribute.
+"""Worker processes of tests/test_distribute.py: BrainProp data-parallel.
 
-TensorFlow fixes its devices and its cluster when it starts, so the tests
-run each distributed setup in a fresh process of this script:
+TensorFlow fixes its devices and its cluster when it starts, and JAX its
+devices, so the tests run each distributed setup in a fresh process of this
+script:
 
     python tests/distribute_worker.py mirrored OUTPUT.json
     python tests/distribute_worker.py multi_worker OUTPUT.npz \
         --worker_index=0 --ports=PORT0,PORT1
+    KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+        python tests/distribute_worker.py data_parallel OUTPUT.json
 
 `mirrored` splits the CPU into two logical devices and compares
 MirroredStrategy training with single-device training in the same process.
 `multi_worker` is one worker of a MultiWorkerMirroredStrategy cluster on
 127.0.0.1 (the test starts one per port and computes the single-process
 reference itself); it saves the weights it ends with and its logs.
+`data_parallel` trains under `keras.distribution.DataParallel` over two JAX
+CPU devices and on one device in the same process, and compares them.
 
 "Same global batches": every worker builds the identical, unshuffled
 dataset of global batches of GLOBAL_BATCH examples. tf.distribute splits
@@ -29,6 +34,7 @@ The helpers (network, data, reference) are imported by the tests as well.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -463,15 +469,126 @@ def run_multi_worker(output_path, worker_index, ports):
     np.savez(output_path, **arrays)
 
 
+def run_data_parallel(output_path):
+    """JAX `DataParallel` over two CPU devices against one device.
+
+    Under JAX the global batch is sharded over the devices and draws its
+    exploration as on one device, so every step must equal one device's.
+    Writes the largest differences of weights and logs as JSON.
+    """
+    import jax
+    import keras
+
+    from keras_brainprop import cli
+    from keras_brainprop import experiment
+    from keras_brainprop import policies
+
+    progress("JAX imported")
+    results = {"devices": len(jax.devices())}
+    distribution = cli.make_strategy("data_parallel")
+    results["num_replicas"] = cli.num_replicas(distribution)
+    x, y = training_data()
+
+    def fit(scope, policy, feedback=None, batch_size=GLOBAL_BATCH):
+        import keras_brainprop as kbp
+
+        keras.utils.set_random_seed(SEED)
+        with scope:
+            model = kbp.wrap(
+                build_network(), policy=policy, seed=SEED, feedback=feedback
+            )
+            model.compile(
+                optimizer=keras.optimizers.SGD(LEARNING_RATE),
+                metrics=["accuracy"],
+            )
+            initial = model.get_weights()
+            history = model.fit(
+                global_batches(x, y, batch_size),
+                epochs=2,
+                shuffle=False,
+                verbose=0,
+            )
+            evaluated = model.evaluate(
+                global_batches(x, y, EVALUATION_BATCH),
+                verbose=0,
+                return_dict=True,
+            )
+        logs = {
+            **_fit_logs(history.history),
+            **{f"evaluate_{k}": float(v) for k, v in evaluated.items()},
+            "change": max_difference(model.get_weights(), initial),
+        }
+        return model.get_weights(), logs
+
+    def log_difference(logs, other_logs):
+        assert set(logs) == set(other_logs), (logs, other_logs)
+        return max(abs(logs[name] - other_logs[name]) for name in logs)
+
+    cases = {
+        "greedy": (policies.Greedy(), None, GLOBAL_BATCH),
+        "explore": (exploring_policy(), None, GLOBAL_BATCH),
+        "kolen_pollack": (policies.Greedy(), "kolen_pollack", GLOBAL_BATCH),
+        # 31 examples a batch: every batch goes whole to both devices.
+        "uneven": (exploring_policy(), None, GLOBAL_BATCH - 1),
+    }
+    for name, (policy, feedback, batch_size) in cases.items():
+        single, single_logs = fit(
+            contextlib.nullcontext(), policy, feedback, batch_size
+        )
+        sharded, sharded_logs = fit(
+            distribution.scope(), policy, feedback, batch_size
+        )
+        results[f"{name}_weights"] = max_difference(sharded, single)
+        results[f"{name}_logs"] = log_difference(sharded_logs, single_logs)
+        results[f"{name}_change"] = single_logs["change"]
+        progress(f"{name} done")
+
+    # The experiment driver, as `python -m keras_brainprop
+    # --strategy=data_parallel` runs it (359 test digits: an odd last batch).
+    runs = {}
+    for name, strategy in [("single", None), ("sharded", distribution)]:
+        result = experiment.run(
+            "digits",
+            "mlp",
+            "brainprop",
+            epochs=1,
+            max_train_examples=100,
+            verbose=0,
+            strategy=strategy,
+        )
+        runs[name] = result.runs[0]
+    results["experiment_test_loss"] = abs(
+        runs["sharded"].test_loss - runs["single"].test_loss
+    )
+    results["experiment_test_accuracy"] = abs(
+        runs["sharded"].test_accuracy - runs["single"].test_accuracy
+    )
+    results["experiment_history"] = max(
+        abs(a - b)
+        for key in runs["single"].history
+        if key != "seconds"
+        for a, b in zip(
+            runs["sharded"].history[key], runs["single"].history[key]
+        )
+    )
+    progress("experiment done")
+    with open(output_path, "w") as file:
+        json.dump(results, file)
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["mirrored", "multi_worker"])
+    parser.add_argument(
+        "mode", choices=["mirrored", "multi_worker", "data_parallel"]
+    )
     parser.add_argument("output")
     parser.add_argument("--worker_index", type=int, default=0)
     parser.add_argument("--ports", default="")
     args = parser.parse_args(argv)
     if args.mode == "mirrored":
         run_mirrored(args.output)
+    elif args.mode == "data_parallel":
+        run_data_parallel(args.output)
     else:
         ports = [int(port) for port in args.ports.split(",")]
         run_multi_worker(args.output, args.worker_index, ports)

@@ -9,6 +9,9 @@ import pytest
 from keras_brainprop import architectures
 from keras_brainprop.layers import LocallyConnected2D
 
+# Plain Keras layers and NumPy: every test runs on every backend.
+pytestmark = pytest.mark.backends
+
 MNIST_SHAPE = (28, 28, 1)
 
 _KERNEL_LAYERS = (keras.layers.Dense, keras.layers.Conv2D, LocallyConnected2D)

@@ -2,7 +2,9 @@
 
 Each monitor test fits a tiny seeded model for one or two epochs, then reads
 the event files back with TensorFlow's own summary iterator (the tensorboard
-package is not needed) and checks tags, steps and values.
+package is not needed) and checks tags, steps and values. The monitor tests
+marked `backends` run on every Keras backend: TensorFlow only reads the
+event files and makes the `tf.data` probes, which every backend takes.
 """
 
 import collections
@@ -69,6 +71,18 @@ def _fit(model, monitor, epochs):
     )
 
 
+def _probe_dataset(x, y, batch_size):
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+def _numpy(value):
+    return keras.ops.convert_to_numpy(keras.ops.copy(value))
+
+
+def _iterations(model):
+    return int(_numpy(model.optimizer.iterations))
+
+
 def _read_events(directory):
     """Returns ({tag: {step: float}}, {tag: {step: [k, 3] array}})."""
     paths = glob.glob(os.path.join(directory, "events.out.tfevents.*"))
@@ -98,6 +112,7 @@ def _epoch_probe_scalars(scalars):
     }
 
 
+@pytest.mark.backends
 def test_epoch_logs_match_history(tmp_path):
     model = _model(policy=policies.EpsilonGreedy(0.3))
     x, y = _data()
@@ -141,17 +156,18 @@ def test_epoch_logs_match_history(tmp_path):
     assert not any(tag.startswith("batch/") for tag in scalars)
 
 
+@pytest.mark.backends
 def test_one_epoch_matches_independent_computation(tmp_path):
     # A greedy policy makes the probe's actions known: argmax Q.
     model = _model(policy="greedy")
     x, y = _data()
     probe_x, probe_y = x[:20], y[:20]
-    before = [w.numpy().copy() for w in model.network.trainable_weights]
+    before = [_numpy(w) for w in model.network.trainable_weights]
     monitor = BrainPropMonitor(
         tmp_path, probe_data=(probe_x, probe_y), histogram_buckets=7
     )
     _fit(model, monitor, epochs=1)
-    after = [w.numpy() for w in model.network.trainable_weights]
+    after = [_numpy(w) for w in model.network.trainable_weights]
     scalars, histograms = _read_events(tmp_path / "brainprop")
 
     # Update norms: hidden holds kernel and bias, output the kernel only.
@@ -176,7 +192,7 @@ def test_one_epoch_matches_independent_computation(tmp_path):
             rtol=1e-4,
         )
 
-    q_values = model.network(probe_x, training=False).numpy()
+    q_values = _numpy(model.network(probe_x, training=False))
     q_values = q_values.astype("float64")
     actions = q_values.argmax(axis=1)
     rewards = (actions == probe_y).astype("float64")
@@ -210,6 +226,7 @@ def test_one_epoch_matches_independent_computation(tmp_path):
     np.testing.assert_array_equal(q_histogram[:, 2], expected_counts)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("run_eagerly", [False, True], ids=["graph", "eager"])
 @pytest.mark.parametrize("one_hot", [False, True], ids=["labels", "one_hot"])
 def test_greedy_frequency_recall_and_coverage(tmp_path, run_eagerly, one_hot):
@@ -229,7 +246,7 @@ def test_greedy_frequency_recall_and_coverage(tmp_path, run_eagerly, one_hot):
     assert scalars["epoch/greedy_coverage"][0] == pytest.approx(
         history.history["greedy_coverage"][0]
     )
-    greedy = model.network(probe_x, training=False).numpy().argmax(axis=1)
+    greedy = _numpy(model.network(probe_x, training=False)).argmax(axis=1)
     labels = probe_y.argmax(axis=1) if one_hot else probe_y
     assert len(set(greedy)) > 1
     for action in (0, 2):
@@ -249,19 +266,22 @@ def test_greedy_frequency_recall_and_coverage(tmp_path, run_eagerly, one_hot):
     )
 
 
+@pytest.mark.backends
 def test_no_recall_without_labels(tmp_path):
     keras.utils.set_random_seed(1)
     net = keras.Sequential(
         [keras.Input((NUM_FEATURES,)), keras.layers.Dense(NUM_ACTIONS)]
     )
     # A reward that needs no targets, and a probe without them.
-    model = kbp.wrap(net, reward=lambda y, actions: tf.cast(actions, "float32"))
+    model = kbp.wrap(
+        net, reward=lambda y, actions: keras.ops.cast(actions, "float32")
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     x, _ = _data()
     monitor = BrainPropMonitor(tmp_path, probe_data=x)
     model.fit(x, batch_size=BATCH_SIZE, verbose=0, callbacks=[monitor])
     probe = _epoch_probe_scalars(_read_events(tmp_path / "brainprop")[0])
-    greedy = model.network(x, training=False).numpy().argmax(axis=1)
+    greedy = _numpy(model.network(x, training=False)).argmax(axis=1)
     np.testing.assert_allclose(
         [probe[f"greedy_frequency/{a}"] for a in range(NUM_ACTIONS)],
         [np.mean(greedy == a) for a in range(NUM_ACTIONS)],
@@ -270,10 +290,11 @@ def test_no_recall_without_labels(tmp_path):
     assert not any(tag.startswith("recall/") for tag in probe)
 
 
+@pytest.mark.backends
 def test_int_update_freq_and_dataset_probe(tmp_path):
     model = _model(policy=policies.EpsilonGreedy(0.3))
     x, y = _data()
-    probe = tf.data.Dataset.from_tensor_slices((x, y)).batch(10)
+    probe = _probe_dataset(x, y, batch_size=10)
     monitor = BrainPropMonitor(
         str(tmp_path), probe_data=probe, probe_size=25, update_freq=2
     )
@@ -312,6 +333,7 @@ def test_int_update_freq_and_dataset_probe(tmp_path):
     )
 
 
+@pytest.mark.backends
 def test_without_probe_and_nested_layers(tmp_path):
     model = _model(nested=True)
     monitor = BrainPropMonitor(tmp_path, subdir="monitor")
@@ -331,6 +353,7 @@ def test_without_probe_and_nested_layers(tmp_path):
     assert scalars["epoch/update_norm/block/inner"][0] > 0.0
 
 
+@pytest.mark.backends
 def test_rejects_a_plain_keras_model(tmp_path):
     keras.utils.set_random_seed(1)
     net = keras.Sequential(
@@ -364,9 +387,13 @@ def test_rejects_a_plain_keras_model(tmp_path):
         ({"probe_data": "probe"}, "dtype string"),
         ({"probe_data": (np.zeros((0, 4)), np.zeros(0))}, "at least one"),
         ({"probe_data": (np.zeros((5, 4)), np.zeros(4))}, "same number"),
-        ({"probe_data": tf.data.Dataset.range(0)}, "empty dataset"),
+        (
+            {"probe_data": _probe_dataset(np.zeros((0, 4)), np.zeros(0), 4)},
+            "empty dataset",
+        ),
     ],
 )
+@pytest.mark.backends
 def test_bad_arguments(kwargs, match):
     # Arguments are checked before any file is written.
     kwargs.setdefault("log_dir", "unused_logs")
@@ -396,6 +423,7 @@ def _bad_probes():
     }
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", list(_bad_probes()))
 @pytest.mark.parametrize("run_eagerly", [False, True], ids=["graph", "eager"])
 def test_a_probe_the_model_cannot_take_stops_fit_before_any_step(
@@ -404,15 +432,16 @@ def test_a_probe_the_model_cannot_take_stops_fit_before_any_step(
     probe, match = _bad_probes()[case]
     model = _model()
     model.run_eagerly = run_eagerly
-    before = [w.numpy().copy() for w in model.weights]
+    before = [_numpy(w) for w in model.weights]
     monitor = BrainPropMonitor(tmp_path, probe_data=probe)
     with pytest.raises(ValueError, match=match):
         _fit(model, monitor, epochs=1)
-    assert int(model.optimizer.iterations.numpy()) == 0
+    assert _iterations(model) == 0
     for weight, old in zip(model.weights, before, strict=True):
-        np.testing.assert_array_equal(weight.numpy(), old)
+        np.testing.assert_array_equal(_numpy(weight), old)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_non_finite_probe_inputs_are_refused(value):
     x, y = _data()
@@ -420,7 +449,7 @@ def test_non_finite_probe_inputs_are_refused(value):
     match = rf"finite inputs.*Received: x with {value} in sample 5"
     with pytest.raises(ValueError, match=match):
         BrainPropMonitor("unused_logs", probe_data=(x, y))
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    dataset = _probe_dataset(x, y, batch_size=4)
     with pytest.raises(ValueError, match=match):
         BrainPropMonitor("unused_logs", probe_data=dataset)
 

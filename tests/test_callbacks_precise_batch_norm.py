@@ -1,4 +1,6 @@
-"""PreciseBatchNorm against batch statistics recomputed in NumPy."""
+"""PreciseBatchNorm against batch statistics recomputed in NumPy, on every
+backend (the data is a tf.data.Dataset, which every backend's fit() takes).
+"""
 
 import keras
 import numpy as np
@@ -26,18 +28,25 @@ def data(num_examples=96, batch_size=16, seed=0):
     return x, y, tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
 
 
-def expected_statistics(net, x, batch_size, num_batches):
-    """The mean over batches of each batch's mean and (biased) variance."""
-    hidden = np.asarray(net.get_layer("hidden")(x))
+def expected_statistics(net, x, batch_size, num_batches, layer="hidden"):
+    """The mean over batches of each batch's mean and (biased) variance per
+    channel (the last axis)."""
+    hidden = keras.ops.convert_to_numpy(net.get_layer(layer)(x))
+    axes = tuple(range(hidden.ndim - 1))
     batches = [
         hidden[start : start + batch_size]
         for start in range(0, batch_size * num_batches, batch_size)
     ]
-    means = np.mean([batch.mean(axis=0) for batch in batches], axis=0)
-    variances = np.mean([batch.var(axis=0) for batch in batches], axis=0)
+    means = np.mean([batch.mean(axis=axes) for batch in batches], axis=0)
+    variances = np.mean([batch.var(axis=axes) for batch in batches], axis=0)
     return means, variances
 
 
+def numpy_of(variable):
+    return keras.ops.convert_to_numpy(variable.value)
+
+
+@pytest.mark.backends
 @pytest.mark.parametrize("wrapped", [False, True])
 def test_statistics_are_the_mean_of_the_batches(wrapped):
     net = tiny_net()
@@ -49,8 +58,10 @@ def test_statistics_are_the_mean_of_the_batches(wrapped):
     callback.recompute()
     mean, variance = expected_statistics(net, x, 16, 4)
     bn = net.get_layer("bn")
-    np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), variance, rtol=1e-4)
+    np.testing.assert_allclose(numpy_of(bn.moving_mean), mean, rtol=1e-5)
+    np.testing.assert_allclose(
+        numpy_of(bn.moving_variance), variance, rtol=1e-4
+    )
     assert bn.momentum == 0.99
     # Only the moving statistics changed.
     after = net.get_weights()
@@ -58,6 +69,31 @@ def test_statistics_are_the_mean_of_the_batches(wrapped):
     assert changed == [False, False, False, True, True, False]
 
 
+@pytest.mark.backends
+def test_conv_net_statistics_per_channel():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((6, 6, 1))
+    conv = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    normalized = keras.layers.BatchNormalization(name="bn")(conv)
+    outputs = keras.layers.Dense(3)(
+        keras.layers.Flatten()(keras.layers.Activation("relu")(normalized))
+    )
+    net = keras.Model(inputs, outputs)
+    x = np.random.default_rng(3).normal(2.0, 3.0, (32, 6, 6, 1))
+    x = x.astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(8)
+    callback = PreciseBatchNorm(dataset, num_batches=3)
+    callback.set_model(kbp.wrap(net))
+    callback.recompute()
+    mean, variance = expected_statistics(net, x, 8, 3, layer="conv")
+    bn = net.get_layer("bn")
+    np.testing.assert_allclose(numpy_of(bn.moving_mean), mean, rtol=1e-5)
+    np.testing.assert_allclose(
+        numpy_of(bn.moving_variance), variance, rtol=1e-4
+    )
+
+
+@pytest.mark.backends
 def test_fit_validates_with_re_estimated_statistics():
     x, y, dataset = data()
     keras.utils.set_random_seed(1)
@@ -68,7 +104,7 @@ def test_fit_validates_with_re_estimated_statistics():
 
     class Record(keras.callbacks.Callback):
         def on_test_begin(self, logs=None):
-            seen.append(net.get_layer("bn").moving_mean.numpy().copy())
+            seen.append(numpy_of(net.get_layer("bn").moving_mean).copy())
 
     model.fit(
         dataset,
@@ -83,6 +119,7 @@ def test_fit_validates_with_re_estimated_statistics():
     np.testing.assert_allclose(seen[-1], mean, rtol=1e-5)
 
 
+@pytest.mark.backends
 def test_networks_without_batch_norm_are_left_alone():
     net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
     callback = PreciseBatchNorm(data()[2])
@@ -93,6 +130,7 @@ def test_networks_without_batch_norm_are_left_alone():
         np.testing.assert_array_equal(b, a)
 
 
+@pytest.mark.backends
 def test_nested_batch_norm_layers_are_found():
     inner = keras.Sequential(
         [keras.Input((5,)), keras.layers.BatchNormalization()]
@@ -102,6 +140,7 @@ def test_nested_batch_norm_layers_are_found():
     assert found == [inner.layers[0]]
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "kwargs, received",
     [

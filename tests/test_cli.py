@@ -9,6 +9,7 @@ import subprocess
 import sys
 import types
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -35,8 +36,41 @@ def test_make_strategy_and_strategy_flags():
     cli.define_flags(strategy="default", flag_values=flag_values)
     flag_values(["prog", "--strategy=mirrored", "--cpu_replicas=2"])
     assert (flag_values.strategy, flag_values.cpu_replicas) == ("mirrored", 2)
+    flag_values(["prog", "--strategy=data_parallel", "--cpu_replicas=2"])
+    assert flag_values.strategy == "data_parallel"
     with pytest.raises(flags.IllegalFlagValueError):
         flag_values(["prog", "--strategy=tpu"])
+    # Which backend takes which value, and that PyTorch takes none.
+    help_text = flag_values["strategy"].help
+    for text in ("TensorFlow", "JAX: data_parallel", "PyTorch trains on one"):
+        assert text in help_text
+
+
+@pytest.mark.backends
+def test_make_strategy_refuses_what_the_backend_cannot_train_under():
+    backend = keras.backend.backend()
+    default = cli.make_strategy("default")
+    assert cli.num_replicas(default) == 1
+    assert cli.is_chief(default)
+    with cli.strategy_scope(default):
+        pass
+    if backend != "tensorflow":
+        assert default is None
+        for name in cli.TENSORFLOW_STRATEGIES:
+            with pytest.raises(ValueError, match="KERAS_BACKEND="):
+                cli.make_strategy(name)
+    if backend != "jax":
+        with pytest.raises(ValueError, match="name='data_parallel'"):
+            cli.make_strategy("data_parallel")
+    if backend == "torch":
+        with pytest.raises(ValueError, match="PyTorch trains on one device"):
+            cli.make_strategy("data_parallel")
+    if backend == "jax":
+        # Every JAX device: here, one CPU.
+        data_parallel = cli.make_strategy("data_parallel")
+        assert cli.num_replicas(data_parallel) == len(
+            keras.distribution.list_devices()
+        )
 
 
 def test_flags_and_run_kwargs():
@@ -93,21 +127,22 @@ def test_chief_outputs_redirects_other_workers(tmp_path):
     assert kwargs["verbose"] == 2
 
 
-def _subprocess_env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+def _subprocess_env(backend="tensorflow"):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=backend)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), env.get("PYTHONPATH", "")]
     ).rstrip(os.pathsep)
     return env
 
 
-def _run_python(*args):
-    """Runs `python *args` in a fresh process; returns the completed run."""
+def _run_python(*args, backend="tensorflow"):
+    """Runs `python *args` in a fresh process under `backend`; returns the
+    completed run."""
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
         text=True,
-        env=_subprocess_env(),
+        env=_subprocess_env(backend),
         timeout=300,
         check=False,
     )
@@ -180,6 +215,41 @@ def test_demo_cli(tmp_path, args, expected, folders):
         assert (tmp_path / f"digits_mlp_{folder}" / "summary.json").is_file()
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_demo_cli_on_another_backend(tmp_path, backend):
+    completed = _run_python(
+        "-m",
+        "keras_brainprop",
+        "--epochs=1",
+        "--max_train_examples=64",
+        f"--output_dir={tmp_path}",
+        backend=backend,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert f"Keras backend '{backend}'" in completed.stdout
+    assert "| s/epoch | backend |" in completed.stdout
+    for row in ("| BrainProp | symmetric | paper | paper |", "| backprop"):
+        (line,) = [x for x in completed.stdout.splitlines() if row in x]
+        assert line.endswith(f"| {backend} |"), line
+    # Its own folders, beside TensorFlow's, recording the backend.
+    for algorithm in algorithms.NAMES:
+        summary = (
+            tmp_path / f"digits_mlp_{algorithm}_{backend}" / "summary.json"
+        )
+        data = json.loads(summary.read_text())
+        assert data["backend"] == backend
+        assert backend in data["versions"]
+    # tf.distribute is TensorFlow's: refused before any data loads.
+    refused = _run_python(
+        "-m", "keras_brainprop", "--strategy=mirrored", backend=backend
+    )
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert "Error: " in refused.stderr
+    assert f"name='mirrored' with KERAS_BACKEND='{backend}'" in refused.stderr
+    assert "Training" not in refused.stdout
+
+
 def test_compare_benchmark_smoke(tmp_path):
     completed = _run_benchmark(
         "compare.py",
@@ -205,14 +275,20 @@ def test_compare_benchmark_smoke(tmp_path):
         assert len(row["epochs_to_target"]) == 1
         assert len(results["runs"]["mlp"][algorithm]["test_accuracies"]) == 1
     assert (tmp_path / "curves_mlp.png").stat().st_size > 0
-    assert (tmp_path / "results.md").read_text().startswith("| network |")
+    assert (
+        (tmp_path / "results.md")
+        .read_text()
+        .startswith("Keras backend: tensorflow\n\n| network |")
+    )
+    assert results["runs"]["mlp"]["brainprop"]["backend"] == "tensorflow"
 
 
-def _result_file(path, seed, curves, max_epochs=3):
+def _result_file(path, seed, curves, max_epochs=3, backend=None):
     """Writes a compare.py `results.json` with hand-made runs of one seed.
 
     `curves` maps an algorithm to (validation curve, test accuracy,
-    seconds per epoch).
+    seconds per epoch). Without `backend`, the file does not record one,
+    as files of versions that ran on TensorFlow only.
     """
     runs = {}
     for algorithm, (curve, test_accuracy, seconds) in curves.items():
@@ -239,8 +315,11 @@ def _result_file(path, seed, curves, max_epochs=3):
             num_train_examples=10,
             num_validation_examples=5,
             num_test_examples=5,
+            backend=backend or "tensorflow",
         )
         runs[algorithm] = result.to_dict()
+        if backend is None:
+            del runs[algorithm]["backend"]
     path.mkdir()
     (path / "results.json").write_text(json.dumps({"runs": {"mlp": runs}}))
     return path
@@ -263,6 +342,7 @@ def test_compare_merges_runs_of_separate_processes(tmp_path):
             "backprop": ([0.6, 0.7, 0.7], 0.70, 4.0),
             "brainprop": ([0.2, 0.7, 0.8], 0.80, 3.0),
         },
+        backend="tensorflow",
     )
     merged = tmp_path / "merged"
     completed = _run_benchmark(
@@ -272,8 +352,11 @@ def test_compare_merges_runs_of_separate_processes(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "| mlp | BrainProp | 2 |" in completed.stdout
+    # The file that records no backend was written under TensorFlow.
+    assert "Keras backend: tensorflow" in completed.stdout
     results = json.loads((merged / "results.json").read_text())
     assert results["runs"]["mlp"]["backprop"]["seeds"] == [1, 2]
+    assert results["runs"]["mlp"]["backprop"]["backend"] == "tensorflow"
     assert results["runs"]["mlp"]["backprop"]["algorithm"] == "backprop"
     comparison = results["comparisons"]["mlp"]
     # The target is 99% of EBP's mean best validation accuracy, 0.8.
@@ -306,6 +389,10 @@ def test_compare_merge_rejects_repeated_seeds_and_other_protocols(tmp_path):
     completed = _run_benchmark("compare.py", f"--merge={first},{other}")
     assert completed.returncode != 0
     assert "another dataset or protocol" in completed.stderr
+    on_jax = _result_file(tmp_path / "c", seed=3, curves=curves, backend="jax")
+    completed = _run_benchmark("compare.py", f"--merge={first},{on_jax}")
+    assert completed.returncode != 0
+    assert "trained on the jax backend" in completed.stderr
     completed = _run_benchmark("compare.py", f"--merge={tmp_path / 'missing'}")
     assert completed.returncode != 0
     assert "Received: " in completed.stderr
@@ -474,6 +561,54 @@ def test_feedback_benchmark_reports_each_rule(tmp_path):
     fa_angles = angles[("brainprop", "feedback_alignment")]["1"]
     assert len(fa_angles) == 2 and all(60 < a < 120 for a in fa_angles)
     _assert_merging_a_run_twice_fails("feedback.py", tmp_path / "run")
+
+
+def test_step_overhead_times_each_backend_in_its_own_process(tmp_path):
+    tiny = (
+        "--networks=dense",
+        "--steps=2",
+        "--rounds=2",
+        "--warmup_steps=1",
+        "--batch_size=8",
+        "--rules=kolen_pollack",
+    )
+    completed = _run_benchmark(
+        "step_overhead.py",
+        "--backends=tensorflow,jax",
+        *tiny,
+        f"--output_dir={tmp_path}",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for text in (
+        "| dense | tensorflow | XLA |",
+        "| dense | jax | XLA |",
+        "| dense | jax | kolen_pollack |",
+        "| network | variant | tensorflow wall ms | tensorflow CPU ms | "
+        "jax wall ms | jax CPU ms |",
+    ):
+        assert text in completed.stdout
+    pieces = json.loads((tmp_path / "results.json").read_text())["pieces"]
+    assert [piece["backend"] for piece in pieces] == ["tensorflow", "jax"]
+    for piece in pieces:
+        times = piece["networks"]["dense"]
+        assert set(times) == {"backprop", "brainprop", "kolen_pollack"}
+        for variant in times.values():
+            assert len(variant["wall_ms"]) == len(variant["cpu_ms"]) == 2
+            assert all(value > 0 for value in variant["cpu_ms"])
+    # Pieces of separate runs combine, in the order given.
+    merged = _run_benchmark(
+        "step_overhead.py",
+        f"--merge={tmp_path / 'step_overhead_jax.json'},"
+        f"{tmp_path / 'step_overhead_tensorflow.json'}",
+    )
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert "| jax wall ms | jax CPU ms | tensorflow wall ms |" in merged.stdout
+    repeated = _run_benchmark(
+        "step_overhead.py", f"--merge={tmp_path},{tmp_path}"
+    )
+    assert repeated.returncode == 1
+    assert "appear more than once" in repeated.stderr
+    assert "Traceback" not in repeated.stderr
 
 
 def _flag_help(text):

@@ -11,10 +11,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 import keras_brainprop as kbp
 from keras_brainprop import policies
 from keras_brainprop.callbacks import BackupAndRestore
+from keras_brainprop.metrics import GreedyAccuracy
 from keras_brainprop.metrics import GreedyCoverage
 
 KERNEL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], "float32")
@@ -86,6 +88,7 @@ def _epochs(*epochs, batch_size=2):
 # The metric.
 
 
+@pytest.mark.backends
 def test_metric_counts_each_samples_greedy_action():
     coverage = GreedyCoverage()
     assert float(coverage.result()) == 0.0
@@ -104,6 +107,7 @@ def test_metric_counts_each_samples_greedy_action():
     assert coverage.never_greedy() == [0, 1, 2]
 
 
+@pytest.mark.backends
 def test_metric_config_and_checks():
     coverage = GreedyCoverage(4, name="coverage")
     restored = keras.saving.deserialize_keras_object(
@@ -117,6 +121,76 @@ def test_metric_config_and_checks():
     for bad in [0, 2.0, True]:
         with pytest.raises(ValueError, match="num_actions"):
             GreedyCoverage(bad)
+
+
+def _random_q_values(rng, batch, actions):
+    # Few distinct values: ties, signed zeros included, are common.
+    values = [-1.0, -0.0, 0.0, 0.5, 1.0]
+    return rng.choice(values, size=(batch, actions)).astype("float32")
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("num_actions", [None, 5])
+def test_metric_equals_numpy_on_every_backend(num_actions):
+    rng = np.random.default_rng(0)
+    coverage = GreedyCoverage(num_actions)
+    counts = np.zeros(5)
+    for batch in range(4):
+        q_values = _random_q_values(rng, 6, 5)
+        weights = rng.choice([0.0, 0.5, 1.0], size=6).astype("float32")
+        # The first of tied maxima, as NumPy's argmax.
+        counts += np.bincount(np.argmax(q_values, 1)[weights > 0], minlength=5)
+        if batch % 2:
+            q_values, weights = map(ops.convert_to_tensor, (q_values, weights))
+        coverage.update_state(q_values, weights)
+        np.testing.assert_array_equal(coverage.counts.numpy(), counts)
+        result = coverage.result()
+        assert keras.backend.standardize_dtype(result.dtype) == "float32"
+        assert float(result) == pytest.approx(np.mean(counts > 0))
+        assert coverage.never_greedy() == np.flatnonzero(counts == 0).tolist()
+    coverage.reset_state()
+    assert float(coverage.result()) == 0.0
+    assert coverage.never_greedy() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.backends
+def test_metric_updates_statelessly_as_the_jax_trainer_does():
+    q_values = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]], "float32")
+    coverage = GreedyCoverage(3)
+    variables = coverage.stateless_update_state(
+        coverage.variables, ops.convert_to_tensor(q_values)
+    )
+    variables = coverage.stateless_update_state(variables, q_values[:1])
+    np.testing.assert_array_equal(ops.convert_to_numpy(variables[0]), [1, 2, 0])
+    assert float(coverage.stateless_result(variables)) == pytest.approx(2 / 3)
+    # The metric's own state is untouched.
+    assert float(coverage.result()) == 0.0
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("form", ["labels", "column", "one_hot", "table"])
+def test_greedy_accuracy_equals_numpy_on_every_backend(form):
+    rng = np.random.default_rng(1)
+    q_values = _random_q_values(rng, 32, 4)
+    labels = rng.integers(0, 4, size=32)
+    table = rng.choice([0.0, 0.2, 1.0], size=(32, 4)).astype("float32")
+    y_true = {
+        "labels": labels,
+        "column": labels[:, None],
+        "one_hot": np.eye(4, dtype="float32")[labels],
+        "table": table,
+    }[form]
+    best = table if form == "table" else np.eye(4)[labels]
+    greedy = np.argmax(q_values, 1)
+    right = best[np.arange(32), greedy] == best.max(1)
+    weights = rng.uniform(size=32).astype("float32")
+    accuracy = GreedyAccuracy()
+    accuracy.update_state(
+        ops.convert_to_tensor(y_true), ops.convert_to_tensor(q_values), weights
+    )
+    assert float(accuracy.result()) == pytest.approx(
+        np.sum(right * weights) / np.sum(weights), rel=1e-6
+    )
 
 
 # fit()'s logs.

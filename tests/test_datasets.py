@@ -688,6 +688,31 @@ def test_digits():
     assert images.shape == (32, 8, 8, 1) and labels.shape == (32,)
 
 
+@pytest.mark.backends
+def test_loaded_data_train_a_model_on_this_backend():
+    # tf.data pipelines feed Keras' fit and evaluate on every backend.
+    import keras
+
+    pytest.importorskip("sklearn")
+    train = datasets.load("digits", "train", batch_size=64, seed=1)
+    test = datasets.load("digits", "test")
+    model = keras.Sequential(
+        [
+            keras.Input(datasets.info("digits").input_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(train, epochs=2, verbose=0)
+    logs = model.evaluate(test, verbose=0, return_dict=True)
+    assert logs["accuracy"] > 0.8
+
+
 @pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(),
     reason=f"{FASHION_MNIST_DIR} is absent: apt-get install "
@@ -780,7 +805,8 @@ def test_composites_are_balanced_labelled_by_their_items(tmp_path):
         offset = 100 if split == "test" else 0
         # The label's tens are the left item's class, its units the right's.
         np.testing.assert_array_equal(
-            labels, base_labels[ids[:, 0] - offset] * 10
+            labels,
+            base_labels[ids[:, 0] - offset] * 10
             + base_labels[ids[:, 1] - offset],
         )
     assert sizes == {"train": 54000, "validation": 6000, "test": 10000}

@@ -1,16 +1,21 @@
-"""BrainProp under tf.distribute, on CPUs: mirrored and multi-worker.
+"""BrainProp data-parallel on CPUs: tf.distribute (mirrored and
+multi-worker) under TensorFlow, keras.distribution.DataParallel under JAX.
 
-TensorFlow fixes its devices and cluster when it starts, so each setup runs
-in fresh processes of `tests/distribute_worker.py` (see its docstring for
-what "the same global batches" means):
+TensorFlow fixes its devices and cluster when it starts, and JAX its
+devices, so each setup runs in fresh processes of
+`tests/distribute_worker.py` (see its docstring for what "the same global
+batches" means):
 
 - one process with two logical CPUs under MirroredStrategy, which also
   trains on one device for comparison;
 - two worker processes under MultiWorkerMirroredStrategy, talking over
   127.0.0.1 on free ports picked here; this process computes their
-  single-process reference itself.
+  single-process reference itself;
+- under JAX (`KERAS_BACKEND=jax python -m pytest -m backends`), one process
+  with two JAX CPU devices (`XLA_FLAGS`) under DataParallel, which also
+  trains on one device for comparison.
 
-The processes run once per session (`distributed_runs`, in
+The tf.distribute processes run once per session (`distributed_runs`, in
 tests/_distributed.py), shared with tests/test_keras_fixes.py.
 """
 
@@ -18,7 +23,10 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -112,6 +120,70 @@ def test_mirrored_fit_reaches_single_device_accuracy(distributed_runs):
     assert abs(single - mirrored) <= 0.04, (single, mirrored)
 
 
+# keras.distribution.DataParallel under JAX, two CPU devices.
+
+# Generous: on a loaded 2-core machine the worker takes about two minutes.
+_DATA_PARALLEL_TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def data_parallel_run(tmp_path_factory):
+    if keras.backend.backend() != "jax":
+        pytest.skip(
+            "keras.distribution.DataParallel trains under JAX only; run "
+            "KERAS_BACKEND=jax python -m pytest -m backends"
+        )
+    output = tmp_path_factory.mktemp("data_parallel") / "data_parallel.json"
+    root = os.path.dirname(os.path.dirname(_WORKER_SCRIPT))
+    environment = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="-1",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    )
+    completed = subprocess.run(
+        [sys.executable, _WORKER_SCRIPT, "data_parallel", str(output)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=root,
+        timeout=_DATA_PARALLEL_TIMEOUT,
+        check=False,
+    )
+    if completed.returncode != 0:
+        pytest.fail(completed.stderr[-4000:], pytrace=False)
+    return json.loads(output.read_text())
+
+
+@pytest.mark.backends
+def test_data_parallel_runs_on_two_jax_devices(data_parallel_run):
+    assert data_parallel_run["devices"] == 2
+    assert data_parallel_run["num_replicas"] == 2
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize(
+    "case", ["greedy", "explore", "kolen_pollack", "uneven"]
+)
+def test_data_parallel_steps_equal_one_device(data_parallel_run, case):
+    # Same weights and logs (fit and evaluate, whose batches of 45 split
+    # unevenly), with exploration and with a learned feedback rule.
+    assert data_parallel_run[f"{case}_weights"] <= TOLERANCE
+    assert data_parallel_run[f"{case}_logs"] <= TOLERANCE
+    # Control: training moved the weights.
+    assert data_parallel_run[f"{case}_change"] > 1e-3
+
+
+@pytest.mark.backends
+def test_data_parallel_experiment_equals_one_device(data_parallel_run):
+    # experiment.run, as `--strategy=data_parallel` runs it.
+    for name in ("test_loss", "test_accuracy", "history"):
+        assert data_parallel_run[f"experiment_{name}"] <= TOLERANCE, name
+
+
 # MultiWorkerMirroredStrategy, two worker processes.
 
 
@@ -191,6 +263,7 @@ def test_multi_worker_metrics_aggregate_over_workers(distributed_runs):
     _assert_logs_close(first["greedy_evaluate"], expected, tolerance=1e-5)
 
 
+@pytest.mark.backends
 def test_backprop_wrapper_trains_saves_and_loads(tmp_path):
     import keras
     import numpy as np
@@ -215,6 +288,7 @@ def test_backprop_wrapper_trains_saves_and_loads(tmp_path):
     )
 
 
+@pytest.mark.backends
 def test_backprop_model_loads_under_its_old_registered_name():
     import keras
 

@@ -5,7 +5,10 @@ data written to a temporary directory in the dataset's real distribution
 format (IDX files, CIFAR python pickles, the Tiny ImageNet folder), on a
 thousand real Fashion-MNIST images, or on scikit-learn's digits. Every
 default data location is pointed at an empty folder, so nothing but the
-files written here can be read and nothing is ever downloaded.
+files written here can be read and nothing is ever downloaded. Scripts run
+under TensorFlow, except in the tests marked `backends`, which run them on
+this process's Keras backend (`KERAS_BACKEND`), so also under JAX and
+PyTorch.
 """
 
 import contextlib
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -31,6 +35,7 @@ from keras_brainprop import datasets
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 TEST_ACCURACY = re.compile(r"^Test accuracy: (\d\.\d{4})$", re.MULTILINE)
+BACKEND = keras.backend.backend()
 # The tiny data keep every run under 20 s on an idle 2-core machine, half of
 # it TensorFlow's start-up; a loaded machine may take several times longer,
 # so only a hang (such as a download attempt) fails a test.
@@ -42,8 +47,9 @@ def empty_home(tmp_path_factory):
     return tmp_path_factory.mktemp("home")
 
 
-def run_example(script, *args, home, expect_exit=0):
-    """Runs `examples/<script> *args`; returns the `CompletedProcess`.
+def run_example(script, *args, home, expect_exit=0, backend="tensorflow"):
+    """Runs `examples/<script> *args` under the Keras `backend`; returns the
+    `CompletedProcess`.
 
     Fails unless the process exits with `expect_exit` within `TIMEOUT`
     seconds. Prints the run's wall and CPU time (shown by `pytest -s`).
@@ -58,7 +64,7 @@ def run_example(script, *args, home, expect_exit=0):
         KERAS_HOME=str(home / ".keras"),
         TFDS_DATA_DIR=str(home / "tensorflow_datasets"),
         TF_CPP_MIN_LOG_LEVEL="2",
-        KERAS_BACKEND="tensorflow",
+        KERAS_BACKEND=backend,
         PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
     )
     start = time.perf_counter()
@@ -254,6 +260,21 @@ def test_dataset_script(
     assert bool(monitor_logs) == (algorithm == "brainprop")
 
 
+@pytest.mark.backends
+def test_dataset_example_on_this_backend(mnist_dir, empty_home):
+    stdout = run_example(
+        "mnist.py",
+        "--architecture=conv",
+        "--algorithm=brainprop",
+        "--epochs=1",
+        f"--data_dir={mnist_dir}",
+        home=empty_home,
+        backend=BACKEND,
+    ).stdout
+    assert f"Keras backend: {BACKEND}" in stdout
+    printed_accuracy(stdout)
+
+
 def test_fashion_mnist(fashion_mnist_dir, empty_home):
     stdout = run_example(
         "fashion_mnist.py",
@@ -326,6 +347,22 @@ def test_distributed_on_two_cpu_replicas(empty_home):
         home=empty_home,
     ).stdout
     assert "2 replicas in sync" in stdout
+    printed_accuracy(stdout)
+
+
+@pytest.mark.backends
+def test_distributed_on_two_jax_cpu_devices(empty_home):
+    if BACKEND != "jax":
+        pytest.skip("keras.distribution.DataParallel trains under JAX only")
+    stdout = run_example(
+        "distributed.py",
+        "--strategy=data_parallel",
+        "--cpu_replicas=2",
+        "--epochs=1",
+        home=empty_home,
+        backend=BACKEND,
+    ).stdout
+    assert "2 replicas in sync, Keras backend jax" in stdout
     printed_accuracy(stdout)
 
 

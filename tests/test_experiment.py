@@ -5,6 +5,7 @@ import json
 import pathlib
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -18,6 +19,12 @@ from keras_brainprop.model import BrainPropModel
 
 # Tiny runs: 64 training digits, a couple of epochs.
 TINY = {"max_train_examples": 64, "verbose": 0}
+BACKEND = keras.backend.backend()
+
+
+def folder(name):
+    """A run's folder name: runs of JAX and PyTorch end in their backend."""
+    return name if BACKEND == "tensorflow" else f"{name}_{BACKEND}"
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +43,10 @@ def brainprop_run(tmp_path_factory):
     return result, output_dir
 
 
+@pytest.mark.backends
 def test_run_writes_every_output(brainprop_run):
     result, output_dir = brainprop_run
-    run_dir = output_dir / "digits_mlp_brainprop"
+    run_dir = output_dir / folder("digits_mlp_brainprop")
     assert result.output_dir == str(run_dir)
     assert (run_dir / "summary.json").is_file()
     assert (run_dir / "accuracy.png").stat().st_size > 0
@@ -53,10 +61,13 @@ def test_run_writes_every_output(brainprop_run):
             assert len(history[key]) == 2
 
 
+@pytest.mark.backends
 def test_summary_json_and_seed_statistics(brainprop_run):
     result, output_dir = brainprop_run
     summary = json.loads(
-        (output_dir / "digits_mlp_brainprop" / "summary.json").read_text()
+        (
+            output_dir / folder("digits_mlp_brainprop") / "summary.json"
+        ).read_text()
     )
     for key in (
         "dataset",
@@ -94,10 +105,13 @@ def test_summary_json_and_seed_statistics(brainprop_run):
         assert run.history["learning_rate"] == pytest.approx([0.1, 0.1])
 
 
+@pytest.mark.backends
 def test_result_round_trips_through_summary_json(brainprop_run):
     result, output_dir = brainprop_run
     summary = json.loads(
-        (output_dir / "digits_mlp_brainprop" / "summary.json").read_text()
+        (
+            output_dir / folder("digits_mlp_brainprop") / "summary.json"
+        ).read_text()
     )
     restored = experiment.Result.from_dict(summary)
     assert restored.output_dir is None
@@ -106,11 +120,15 @@ def test_result_round_trips_through_summary_json(brainprop_run):
         experiment.Result.from_dict({"dataset": "digits"})
 
 
+@pytest.mark.backends
 def test_saved_weights_are_the_evaluated_ones(brainprop_run):
     result, output_dir = brainprop_run
     net = architectures.build("mlp", (8, 8, 1), 10)
     net.load_weights(
-        output_dir / "digits_mlp_brainprop" / "seed_1" / "model.weights.h5"
+        output_dir
+        / folder("digits_mlp_brainprop")
+        / "seed_1"
+        / "model.weights.h5"
     )
     splits = experiment.load_splits("digits", seed=1, batch_size=16)
     model = BrainPropModel(net)
@@ -119,6 +137,7 @@ def test_saved_weights_are_the_evaluated_ones(brainprop_run):
     assert logs["accuracy"] == pytest.approx(result.runs[0].test_accuracy)
 
 
+@pytest.mark.backends
 def test_backprop_run_and_single_seed_std(tmp_path):
     result = experiment.run(
         "digits",
@@ -134,7 +153,7 @@ def test_backprop_run_and_single_seed_std(tmp_path):
     history = result.runs[0].history
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
     assert "reward" not in history
-    assert (tmp_path / "digits_mlp_backprop" / "summary.json").is_file()
+    assert (tmp_path / folder("digits_mlp_backprop") / "summary.json").is_file()
 
 
 def test_train_fn_gets_the_seed_run():
@@ -166,6 +185,7 @@ def test_train_fn_gets_the_seed_run():
     assert result.runs[0].epochs_run == 1
 
 
+@pytest.mark.backends
 def test_same_seed_same_run(brainprop_run):
     first = brainprop_run[0].runs[0]
     again = experiment.run("digits", "mlp", epochs=2, seeds=[1], **TINY)
@@ -173,11 +193,51 @@ def test_same_seed_same_run(brainprop_run):
     assert again.test_accuracies == [first.test_accuracy]
 
 
+@pytest.mark.backends
 def test_logdir_writes_tensorboard_and_monitor_logs(brainprop_run):
     _, output_dir = brainprop_run
-    seed_dir = output_dir / "logs" / "digits_mlp_brainprop" / "seed_1"
+    seed_dir = output_dir / "logs" / folder("digits_mlp_brainprop") / "seed_1"
     for subdir in ("train", "validation", "brainprop"):
         assert list((seed_dir / subdir).glob("events.out.tfevents.*"))
+
+
+@pytest.mark.backends
+def test_result_records_the_backend(brainprop_run):
+    result = brainprop_run[0]
+    assert result.backend == BACKEND
+    assert f"digits mlp brainprop on {BACKEND}: test" in result.summary()
+    data = result.to_dict()
+    assert data["backend"] == BACKEND
+    assert {"keras", "tensorflow"} <= set(data["versions"])
+    if BACKEND != "tensorflow":
+        assert BACKEND in data["versions"]
+    assert experiment.Result.from_dict(data).backend == BACKEND
+    # Files of versions that ran on TensorFlow only record no backend.
+    del data["backend"]
+    assert experiment.Result.from_dict(data).backend == "tensorflow"
+
+
+class _FakeDistribution:
+    """Stands for a keras.distribution distribution: it has a mesh."""
+
+    device_mesh = None
+
+
+@pytest.mark.backends
+def test_run_refuses_a_strategy_the_backend_cannot_train_under(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(
+        experiment.runner.protocol, "load_splits", _refuse_to_load
+    )
+    refused = []
+    if BACKEND != "jax":
+        refused.append(_FakeDistribution())
+    if BACKEND != "tensorflow":
+        refused.append(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    for strategy in refused:
+        with pytest.raises(ValueError, match=f"KERAS_BACKEND='{BACKEND}'"):
+            experiment.run("digits", "mlp", strategy=strategy, **TINY)
 
 
 def test_callbacks_follow_the_paper():
@@ -275,6 +335,7 @@ def test_run_marks_a_diverged_seed_without_an_accuracy(tmp_path):
     assert experiment.Result.from_dict(data).diverged_seeds == [0]
 
 
+@pytest.mark.backends
 def test_result_names_the_policy(brainprop_run):
     result = brainprop_run[0]
     assert result.policy == "paper"
@@ -410,6 +471,7 @@ def test_run_with_a_policy_names_it_and_backprop_ignores_it(tmp_path):
         experiment.run("digits", "mlp", policy="curious", epochs=1, **TINY)
 
 
+@pytest.mark.backends
 def test_result_reads_files_that_name_backprop_ebp(brainprop_run):
     data = dataclasses.replace(brainprop_run[0], algorithm="ebp").to_dict()
     assert data["algorithm"] == "ebp"
@@ -418,6 +480,7 @@ def test_result_reads_files_that_name_backprop_ebp(brainprop_run):
     assert restored.runs == brainprop_run[0].runs
 
 
+@pytest.mark.backends
 def test_result_statistics_over_seeds(brainprop_run):
     result = brainprop_run[0]
     accuracies = [run.test_accuracy for run in result.runs]

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import _references
 import keras
 import numpy as np
 import pytest
@@ -76,44 +77,11 @@ def brainprop_model(network, rule, **compile_kwargs):
 
 
 def numpy_brainprop_step(kernels, biases, feedbacks, x, y, decay=0.0):
-    """One greedy BrainProp step of a ReLU network, from its equations.
-
-    Forward: h_0 = x, z_l = h_{l-1} W_l + b_l, h_l = relu(z_l), Q = z_L.
-    The greedy action a = argmax Q earns r = [a == y]; RPE delta = r - Q_a.
-    Only unit a sends feedback: g_L = delta at a, 0 elsewhere, and layer l
-    receives g_l = (g_{l+1} B_{l+1}^T) * relu'(z_l) through the feedback
-    weights B. Tags: h_{l-1}^T g_l (batch mean); every W_l and b_l moves by
-    learning rate x tag (the RPE is in g). Kolen-Pollack's B get the same
-    change, and decay shrinks W and B by `learning rate x decay`.
-    """
-    activities, pre_activations = [x.astype("float64")], []
-    for index, (kernel, bias) in enumerate(zip(kernels, biases)):
-        z = activities[-1] @ kernel + bias
-        pre_activations.append(z)
-        last = index == len(kernels) - 1
-        activities.append(z if last else np.maximum(z, 0.0))
-    q_values = activities[-1]
-    rows = np.arange(len(x))
-    actions = np.argmax(q_values, axis=-1)
-    rpe = (actions == y).astype("float64") - q_values[rows, actions]
-    gate = np.zeros_like(q_values)
-    gate[rows, actions] = rpe
-    tags = [None] * len(kernels)
-    bias_tags = [None] * len(kernels)
-    for index in reversed(range(len(kernels))):
-        tags[index] = activities[index].T @ gate / len(x)
-        bias_tags[index] = gate.mean(axis=0)
-        if index:
-            derivative = (pre_activations[index - 1] > 0).astype("float64")
-            gate = (gate @ feedbacks[index].T) * derivative
-    new_kernels = [
-        w + LEARNING_RATE * (t - decay * w) for w, t in zip(kernels, tags)
-    ]
-    new_biases = [b + LEARNING_RATE * t for b, t in zip(biases, bias_tags)]
-    new_feedbacks = [
-        f + LEARNING_RATE * (t - decay * f) for f, t in zip(feedbacks, tags)
-    ]
-    return new_kernels, new_biases, new_feedbacks
+    """One greedy BrainProp step from the paper's equations (see
+    `_references.numpy_brainprop_step`), at this module's learning rate."""
+    return _references.numpy_brainprop_step(
+        kernels, biases, feedbacks, x, y, LEARNING_RATE, decay=decay
+    )
 
 
 @pytest.mark.parametrize("rule_name", RULES)
@@ -1232,3 +1200,279 @@ def test_converted_network_loads_where_keras_brainprop_is_imported(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.split() == ["FAILED", "True", "LOADED"]
+
+
+# Every rule on every layer type, on every backend ----------------------------
+
+# Each layer type with an input shape, kernel and bias of its own kind:
+# strided, dilated, causal and 'same' padded windows, local weights.
+LAYER_CASES = {
+    "dense": (lambda: keras.layers.Dense(3, activation="relu"), (5,)),
+    "conv1d_causal_dilated": (
+        lambda: keras.layers.Conv1D(
+            3, 3, padding="causal", dilation_rate=2, activation="relu"
+        ),
+        (9, 2),
+    ),
+    "conv2d_same_strided": (
+        lambda: keras.layers.Conv2D(
+            3, (3, 2), strides=2, padding="same", activation="relu"
+        ),
+        (7, 6, 2),
+    ),
+    "conv3d": (
+        lambda: keras.layers.Conv3D(2, 2, strides=(1, 2, 1), activation="relu"),
+        (3, 4, 3, 2),
+    ),
+    "locally_connected2d": (
+        lambda: kbp.LocallyConnected2D(
+            3, (2, 3), strides=(1, 2), activation="relu"
+        ),
+        (5, 6, 2),
+    ),
+}
+
+
+def _windows(layer, input_shape):
+    """Indices of each output position's window into the padded input.
+
+    Returns `(windows, padded_shape, pads)`: `windows[p, k]` is the flat
+    index (in the padded input of one sample) of element `k` of output
+    position `p`'s window, `k` running over the kernel's spatial offsets
+    then channels, as the kernel is laid out.
+    """
+    if isinstance(layer, keras.layers.Dense):
+        return np.arange(input_shape[0])[None], input_shape, [(0, 0)]
+    spatial, channels = input_shape[:-1], input_shape[-1]
+    kernel_size = layer.kernel_size
+    strides = layer.strides
+    dilation = getattr(layer, "dilation_rate", (1,) * len(spatial))
+    pads = []
+    for size, k, s, d in zip(spatial, kernel_size, strides, dilation):
+        extent = (k - 1) * d + 1
+        if layer.padding == "causal":
+            pads.append((extent - 1, 0))
+        elif layer.padding == "same":
+            total = max((-(-size // s) - 1) * s + extent - size, 0)
+            pads.append((total // 2, total - total // 2))
+        else:
+            pads.append((0, 0))
+    padded = tuple(n + a + b for n, (a, b) in zip(spatial, pads))
+    flat = np.arange(np.prod(padded) * channels).reshape(*padded, channels)
+    outputs = [
+        (p - ((k - 1) * d + 1)) // s + 1
+        for p, k, s, d in zip(padded, kernel_size, strides, dilation)
+    ]
+    windows = []
+    for position in np.ndindex(*outputs):
+        starts = [i * s for i, s in zip(position, strides)]
+        window = flat[
+            tuple(
+                slice(start, start + (k - 1) * d + 1, d)
+                for start, k, d in zip(starts, kernel_size, dilation)
+            )
+        ]
+        windows.append(window.reshape(-1))
+    return np.array(windows), (*padded, channels), pads
+
+
+def numpy_feedback_layer_step(
+    layer, rule_name, stored_feedback, decay, x, upstream, learning_rate
+):
+    """One SGD step of one layer on `sum(upstream * layer(x))`, in NumPy.
+
+    The layer computes `relu(z)`, `z = patches(x) . W + b`. The gated error
+    is `e = upstream * relu'(z)`; the kernel's gradient is presynaptic
+    activity times it (`patches^T e`, over the batch and, for a shared
+    kernel, the positions), and the error reaching the input is `e B^T`
+    spread back over the windows. B is W (symmetric), the stored draw
+    (feedback alignment, Kolen-Pollack) or `sign(W) rms(W)` (sign
+    symmetry). Kolen-Pollack's B gets the kernel's gradient, and both get
+    the decay `decay * W` and `decay * B`. The training loss is the batch
+    mean (Keras' default reduction); the input error is of the sum.
+
+    Args:
+        layer: the plain layer (a FeedbackLayer's `layer`).
+        rule_name: the rule's name.
+        stored_feedback: the stored B, for the rules that store it.
+        decay: Kolen-Pollack's decay (0 for the others).
+        x: the inputs.
+        upstream: the error at the layer's output.
+        learning_rate: SGD's learning rate.
+
+    Returns:
+        dict of the input error and the new kernel, bias and B.
+    """
+    kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
+    bias = keras.ops.convert_to_numpy(layer.bias).astype("float64")
+    if rule_name == "symmetric":
+        feedback_kernel = kernel
+    elif rule_name == "sign_symmetry":
+        feedback_kernel = np.sign(kernel) * np.sqrt(np.mean(kernel**2))
+    else:
+        feedback_kernel = stored_feedback.astype("float64")
+    local = isinstance(layer, kbp.LocallyConnected2D)
+    input_shape = x.shape[1:]
+    windows, padded_shape, pads = _windows(layer, input_shape)
+    batch, positions = len(x), len(windows)
+    x_padded = np.pad(x.astype("float64"), [(0, 0), *pads, (0, 0)][: x.ndim])
+    patches = x_padded.reshape(batch, -1)[:, windows]  # [batch, P, K]
+    filters = kernel.shape[-1]
+    flat = kernel.reshape(positions if local else 1, -1, filters)
+    flat_feedback = feedback_kernel.reshape(flat.shape)
+    z = np.einsum(
+        "npk,pkf->npf",
+        patches,
+        np.broadcast_to(flat, (positions, *flat.shape[1:])),
+    )
+    z = z + bias.reshape((positions, filters) if local else (filters,))
+    error = upstream.reshape(batch, positions, filters) * (z > 0)
+    grad_flat = np.einsum("npk,npf->pkf", patches, error)
+    if not local:
+        grad_flat = grad_flat.sum(axis=0, keepdims=True)
+    grad_kernel = grad_flat.reshape(kernel.shape) / batch
+    grad_bias = error.sum(axis=0) if local else error.sum(axis=(0, 1))
+    grad_bias = grad_bias.reshape(bias.shape) / batch
+    to_input = np.einsum(
+        "npf,pkf->npk",
+        error,
+        np.broadcast_to(flat_feedback, (positions, *flat.shape[1:])),
+    )
+    input_error = np.zeros((batch, int(np.prod(padded_shape))))
+    for n in range(batch):
+        np.add.at(input_error[n], windows, to_input[n])
+    input_error = input_error.reshape(batch, *padded_shape)
+    crop = tuple(slice(a, size - b) for (a, b), size in zip(pads, padded_shape))
+    input_error = input_error[(slice(None), *crop)]
+    new_feedback = feedback_kernel
+    if rule_name == "kolen_pollack":
+        new_feedback = feedback_kernel - learning_rate * (
+            grad_kernel + decay * feedback_kernel
+        )
+    return {
+        "input_error": input_error,
+        "kernel": kernel - learning_rate * (grad_kernel + decay * kernel),
+        "bias": bias - learning_rate * grad_bias,
+        "feedback": new_feedback,
+    }
+
+
+def _weighted_output(upstream, outputs):
+    """Per sample, `sum(upstream * outputs)`: its gradient is `upstream`."""
+    axes = tuple(range(1, len(outputs.shape)))
+    return keras.ops.sum(keras.ops.multiply(upstream, outputs), axis=axes)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("case", list(LAYER_CASES))
+@pytest.mark.parametrize("rule_name", RULES)
+def test_one_layer_step_equals_numpy_on_every_backend(rule_name, case):
+    make_layer, input_shape = LAYER_CASES[case]
+    rule = feedback.get(rule_name)
+    if rule_name == "kolen_pollack":
+        rule = feedback.KolenPollack(decay=0.3, seed=4)
+    elif rule_name == "feedback_alignment":
+        rule = feedback.FeedbackAlignment(seed=4)
+    plain = make_layer()
+    network = feedback.apply(
+        keras.Sequential([keras.Input(input_shape), plain]), rule
+    )
+    (layer,) = network.layers
+    rng = np.random.default_rng(3)
+    bias = rng.normal(size=plain.bias.shape, scale=0.1).astype("float32")
+    plain.bias.assign(bias)  # Some units active, some not.
+    x = rng.normal(size=(3, *input_shape)).astype("float32")
+    outputs = keras.ops.convert_to_numpy(network(x))
+    upstream = rng.normal(size=outputs.shape).astype("float32")
+    stored = getattr(layer, "feedback_weights", None)
+    expected = numpy_feedback_layer_step(
+        plain,
+        rule_name,
+        None if stored is None else keras.ops.convert_to_numpy(stored),
+        getattr(rule, "decay", 0.0),
+        x,
+        upstream,
+        0.1,
+    )
+    assert 0 < np.mean(outputs > 0) < 1
+
+    gradients, input_error = kbp.backend.gradients(
+        network,
+        x,
+        lambda outputs: keras.ops.sum(_weighted_output(upstream, outputs)),
+        wrt_inputs=True,
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(input_error),
+        expected["input_error"],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    if rule_name == "kolen_pollack":  # B learns as W does.
+        by_variable = {
+            id(variable): keras.ops.convert_to_numpy(gradient)
+            for variable, gradient in zip(
+                network.trainable_variables, gradients, strict=True
+            )
+        }
+        np.testing.assert_allclose(
+            by_variable[id(layer.feedback_weights)],
+            by_variable[id(layer.kernel)],
+            rtol=1e-6,
+            atol=1e-6,
+        )
+
+    network.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=lambda y_true, y_pred: _weighted_output(y_true, y_pred),
+    )
+    network.train_on_batch(x, upstream)
+    trained = {
+        "kernel": layer.kernel,
+        "bias": plain.bias,
+        "feedback": layer.feedback_kernel
+        if rule_name != "symmetric"
+        else layer.kernel,
+    }
+    if rule_name == "symmetric":
+        expected["feedback"] = expected["kernel"]
+    for name, value in trained.items():
+        if rule_name == "sign_symmetry" and name == "feedback":
+            continue  # Computed from the new kernel: nothing to update.
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(value),
+            expected[name],
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=name,
+        )
+
+
+@pytest.mark.backends
+def test_seeded_feedback_weights_are_reproducible_on_every_backend():
+    # Keras draws a seed's numbers with the backend's own generator, so the
+    # same seed gives other feedback weights on another backend (as it does
+    # for the forward kernels); within a backend it gives the same ones.
+    def feedback_kernels(rule):
+        network = keras.Sequential(
+            [
+                keras.Input((300,)),
+                keras.layers.Dense(300),
+                keras.layers.Dense(300),
+            ]
+        )
+        converted = feedback.apply(network, rule)
+        return [
+            keras.ops.convert_to_numpy(layer.feedback_kernel)
+            for layer in converted.layers
+        ]
+
+    first = feedback_kernels(feedback.FeedbackAlignment(seed=1))
+    again = feedback_kernels(feedback.KolenPollack(seed=1))
+    other = feedback_kernels(feedback.FeedbackAlignment(seed=2))
+    for a, b, c in zip(first, again, other, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert not np.allclose(a, c)
+        # glorot_uniform: standard deviation sqrt(2 / (fan_in + fan_out)).
+        assert abs(a.std() - np.sqrt(2 / sum(a.shape))) < 0.002
+    assert not np.allclose(first[0], first[1])

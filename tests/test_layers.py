@@ -1,10 +1,15 @@
-"""Tests of keras_brainprop.layers.LocallyConnected2D."""
+"""Tests of keras_brainprop.layers.LocallyConnected2D.
+
+Tests marked `backends` use only `keras.ops` and NumPy (and each backend's
+autodiff in `_gradients`) and run under every Keras backend; the others
+compare with Keras 2 (`tf_keras`) or train with BrainProp.
+"""
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras
+from keras import ops
 
 from keras_brainprop.layers import LocallyConnected2D
 from keras_brainprop.model import wrap
@@ -15,10 +20,6 @@ DATA_FORMATS = ["channels_last", "channels_first"]
 # (rows, cols, channels, kernel_size, use_bias): odd and even sizes and
 # kernels, several channel counts, with and without bias.
 CASES = [(5, 7, 1, (3, 3), True), (6, 4, 3, (2, 3), False)]
-
-
-def _pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _input_shape(rows, cols, channels, data_format):
@@ -138,17 +139,37 @@ def _reference_gradients(
     return x_gradient, kernel_gradient
 
 
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("data_format", DATA_FORMATS)
-@pytest.mark.parametrize("padding", PADDINGS)
-@pytest.mark.parametrize("strides", STRIDES)
-def test_outputs_and_gradients_match_numpy_loop(
-    strides, padding, data_format, case
-):
+def _gradients(fn, *args):
+    """Gradients of the scalar `fn(*args)` in every argument, as NumPy.
+
+    Differentiation is the one thing `keras.ops` does not express, so each
+    backend's own autodiff runs here.
+    """
+    args = [ops.convert_to_tensor(arg) for arg in args]
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        grads = jax.grad(fn, argnums=tuple(range(len(args))))(*args)
+    elif backend == "torch":
+        import torch
+
+        args = [arg.detach().requires_grad_(True) for arg in args]
+        grads = torch.autograd.grad(fn(*args), args)
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            value = fn(*args)
+        grads = tape.gradient(value, args)
+    return [ops.convert_to_numpy(grad) for grad in grads]
+
+
+def _case_layer(strides, padding, data_format, case, rng):
+    """A float32 layer of `case`, its weights and an input, from `rng`."""
     rows, cols, channels, kernel_size, use_bias = case
-    rng = np.random.default_rng(0)
     shape = _input_shape(rows, cols, channels, data_format)
-    x = rng.normal(size=(2,) + shape)
     layer = LocallyConnected2D(
         4,
         kernel_size,
@@ -156,41 +177,124 @@ def test_outputs_and_gradients_match_numpy_loop(
         padding=padding,
         data_format=data_format,
         use_bias=use_bias,
-        bias_initializer="random_normal",
-        dtype="float64",
     )
     layer.build((None,) + shape)
-    kernel = layer.kernel.numpy()
-    bias = layer.bias.numpy() if use_bias else None
-    x_tensor = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x_tensor)
-        outputs = layer(x_tensor)
-        upstream = tf.constant(rng.normal(size=outputs.shape))
-        objective = tf.reduce_sum(outputs * upstream)
-    x_gradient, kernel_gradient = tape.gradient(
-        objective, [x_tensor, layer.kernel.value]
-    )
+    # Set from NumPy: the same weights on every backend.
+    weights = [
+        rng.normal(size=weight.shape).astype("float32")
+        for weight in layer.weights
+    ]
+    layer.set_weights(weights)
+    x = rng.normal(size=(2,) + shape).astype("float32")
+    return layer, weights, x
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("data_format", DATA_FORMATS)
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("strides", STRIDES)
+def test_outputs_match_numpy_loop(strides, padding, data_format, case):
+    rng = np.random.default_rng(0)
+    layer, weights, x = _case_layer(strides, padding, data_format, case, rng)
+    bias = weights[1] if layer.use_bias else None
+
+    outputs = ops.convert_to_numpy(layer(x))
 
     expected = _reference(
-        x, kernel, bias, kernel_size, _pair(strides), padding, data_format
-    )
-    expected_x_gradient, expected_kernel_gradient = _reference_gradients(
-        x,
-        kernel,
-        upstream.numpy(),
-        kernel_size,
-        _pair(strides),
+        x.astype("float64"),
+        weights[0],
+        bias,
+        layer.kernel_size,
+        layer.strides,
         padding,
         data_format,
     )
-    np.testing.assert_allclose(outputs.numpy(), expected, atol=1e-5)
-    np.testing.assert_allclose(
-        x_gradient.numpy(), expected_x_gradient, atol=1e-5
+    assert outputs.dtype == np.float32
+    np.testing.assert_allclose(outputs, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("data_format", DATA_FORMATS)
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("strides", STRIDES)
+def test_gradients_match_numpy_loop(strides, padding, data_format, case):
+    rng = np.random.default_rng(1)
+    layer, _, x = _case_layer(strides, padding, data_format, case, rng)
+    # Any kernel of the layer's shape, as the feedback layer passes one.
+    kernel = rng.normal(size=layer.kernel.shape).astype("float32")
+    upstream = rng.normal(size=layer.compute_output_shape(x.shape)).astype(
+        "float32"
+    )
+
+    def objective(x, kernel):
+        outputs = layer.locally_connected_op(x, kernel)
+        return ops.sum(ops.multiply(outputs, upstream))
+
+    x_gradient, kernel_gradient = _gradients(objective, x, kernel)
+
+    expected_x_gradient, expected_kernel_gradient = _reference_gradients(
+        x.astype("float64"),
+        kernel.astype("float64"),
+        upstream.astype("float64"),
+        layer.kernel_size,
+        layer.strides,
+        padding,
+        data_format,
     )
     np.testing.assert_allclose(
-        kernel_gradient.numpy(), expected_kernel_gradient, atol=1e-5
+        x_gradient, expected_x_gradient, rtol=0, atol=1e-5
     )
+    np.testing.assert_allclose(
+        kernel_gradient, expected_kernel_gradient, rtol=0, atol=1e-5
+    )
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("data_format", DATA_FORMATS)
+def test_kernel_layout_is_the_same_on_every_backend(data_format):
+    # Position p's kernel is (p + 1) times the identity: its outputs are its
+    # patch, flattened in the documented order and scaled by p + 1, so the
+    # expected values are slices of the input, whatever the backend.
+    rows, cols, channels, kernel_rows, kernel_cols, strides = 5, 6, 2, 2, 3, 2
+    shape = _input_shape(rows, cols, channels, data_format)
+    patch_size = kernel_rows * kernel_cols * channels
+    layer = LocallyConnected2D(
+        patch_size,
+        (kernel_rows, kernel_cols),
+        strides=strides,
+        data_format=data_format,
+        use_bias=False,
+    )
+    layer.build((None,) + shape)
+    output_rows, output_cols = layer.output_rows, layer.output_cols
+    positions = np.arange(1, output_rows * output_cols + 1, dtype="float32")
+    layer.set_weights(
+        [positions[:, None, None] * np.eye(patch_size, dtype="float32")]
+    )
+    x = np.arange(np.prod(shape), dtype="float32").reshape((1,) + shape)
+
+    outputs = ops.convert_to_numpy(layer(x))[0]
+
+    if data_format == "channels_first":
+        outputs = outputs.transpose(1, 2, 0)
+    for row in range(output_rows):
+        for col in range(output_cols):
+            window = (
+                slice(row * strides, row * strides + kernel_rows),
+                slice(col * strides, col * strides + kernel_cols),
+            )
+            if data_format == "channels_last":
+                # (kernel_row, kernel_col, channel)
+                patch = x[0][window]
+            else:
+                # (channel, kernel_row, kernel_col)
+                patch = x[0][(slice(None),) + window]
+            scale = positions[row * output_cols + col]
+            np.testing.assert_array_equal(
+                outputs[row, col], scale * patch.ravel()
+            )
 
 
 @pytest.mark.parametrize("data_format", DATA_FORMATS)
@@ -214,7 +318,9 @@ def test_keras2_implementation_1_weights_give_same_outputs(
     )
     layer.build((None,) + shape)
     layer.set_weights(keras2_layer.get_weights())  # Unchanged.
-    np.testing.assert_allclose(layer(x).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer(x)), expected, atol=1e-5
+    )
 
 
 def _implementation_2_kernel(kernel, input_shape, layer):
@@ -266,7 +372,7 @@ def test_keras2_implementation_2_same_padding_gives_same_outputs(
         data_format=data_format,
         bias_initializer="random_normal",
     )
-    outputs = layer(x).numpy()
+    outputs = ops.convert_to_numpy(layer(x))
     keras2_layer = tf_keras.layers.LocallyConnected2D(
         4,
         (3, 2),
@@ -279,14 +385,17 @@ def test_keras2_implementation_2_same_padding_gives_same_outputs(
     keras2_layer.set_weights(
         [
             _implementation_2_kernel(
-                layer.kernel.numpy(), (rows, cols, channels), layer
+                ops.convert_to_numpy(layer.kernel),
+                (rows, cols, channels),
+                layer,
             ),
-            layer.bias.numpy(),
+            ops.convert_to_numpy(layer.bias),
         ]
     )
     np.testing.assert_allclose(keras2_layer(x).numpy(), outputs, atol=1e-5)
 
 
+@pytest.mark.backends
 def test_weight_shapes_follow_keras2_layout():
     layer = LocallyConnected2D(32, 3, strides=2, data_format="channels_first")
     layer.build((None, 5, 26, 26))
@@ -295,6 +404,7 @@ def test_weight_shapes_follow_keras2_layout():
     assert [weight.name for weight in layer.weights] == ["kernel", "bias"]
 
 
+@pytest.mark.backends
 def test_config_round_trip():
     layer = LocallyConnected2D(
         7,
@@ -353,6 +463,7 @@ def _loccon_net(filters=4, input_shape=(8, 8, 1), classes=3):
     )
 
 
+@pytest.mark.backends
 def test_model_save_and_load_round_trip(tmp_path):
     model = _loccon_net()
     x = np.random.default_rng(4).random((5, 8, 8, 1)).astype("float32")
@@ -365,6 +476,7 @@ def test_model_save_and_load_round_trip(tmp_path):
     )
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("data_format", DATA_FORMATS)
 def test_symbolic_and_eager_calls_agree_on_shape(data_format):
     shape = _input_shape(9, 8, 2, data_format)
@@ -378,6 +490,7 @@ def test_symbolic_and_eager_calls_agree_on_shape(data_format):
     assert tuple(eager.shape) == (4,) + expected
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "kwargs, input_shape, expected",
     [
@@ -397,6 +510,7 @@ def test_compute_output_shape(kwargs, input_shape, expected):
     assert layer.compute_output_shape(input_shape) == expected
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -420,25 +534,28 @@ def test_bad_arguments_raise(kwargs, message):
         LocallyConnected2D(**kwargs)
 
 
+@pytest.mark.backends
 def test_input_without_output_position_raises():
     layer = LocallyConnected2D(4, 5, name="too_big")
     with pytest.raises(ValueError, match="no output position"):
         layer(keras.Input((4, 9, 1)))
 
 
+@pytest.mark.backends
 def test_unknown_spatial_size_raises():
     layer = LocallyConnected2D(4, 3)
     with pytest.raises(ValueError, match="fully known spatial sizes"):
         layer.build((None, None, 9, 1))
 
 
+@pytest.mark.backends
 def test_mixed_precision_computes_in_float16():
     keras.config.set_dtype_policy("mixed_float16")
     model = _loccon_net()
     layer = model.layers[0]
     assert layer.kernel.dtype == "float32"
     x = np.random.default_rng(5).random((4, 8, 8, 1)).astype("float32")
-    assert layer(x).dtype == "float16"
+    assert keras.backend.standardize_dtype(layer(x).dtype) == "float16"
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -448,6 +565,7 @@ def test_mixed_precision_computes_in_float16():
     assert layer.kernel.dtype == "float32"
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("mode", ["eager", "graph", "jit"])
 def test_fit_changes_kernels_in_every_mode(mode):
     model = _loccon_net()
@@ -460,12 +578,12 @@ def test_fit_changes_kernels_in_every_mode(mode):
     kernels = [
         layer.kernel for layer in model.layers if hasattr(layer, "kernel")
     ]
-    before = [kernel.numpy() for kernel in kernels]
+    before = [ops.convert_to_numpy(kernel) for kernel in kernels]
     x = np.random.default_rng(6).random((8, 8, 8, 1)).astype("float32")
     history = model.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     for kernel, initial in zip(kernels, before, strict=True):
-        assert not np.allclose(kernel.numpy(), initial)
+        assert not np.allclose(ops.convert_to_numpy(kernel), initial)
 
 
 def test_brainprop_training_step_changes_every_kernel():
@@ -474,10 +592,10 @@ def test_brainprop_training_step_changes_every_kernel():
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     kernels = [layer.kernel for layer in net.layers if hasattr(layer, "kernel")]
     assert len(kernels) == 3
-    before = [kernel.numpy() for kernel in kernels]
+    before = [ops.convert_to_numpy(kernel) for kernel in kernels]
     x = np.random.default_rng(7).random((16, 8, 8, 1)).astype("float32")
     model.fit(x, np.arange(16) % 3, batch_size=8, epochs=1, verbose=0)
     for kernel, initial in zip(kernels, before, strict=True):
-        changed = np.abs(kernel.numpy() - initial) > 0
+        changed = np.abs(ops.convert_to_numpy(kernel) - initial) > 0
         # Every position's filter bank learns, not only some.
         assert changed.reshape(len(initial), -1).any(axis=1).all()

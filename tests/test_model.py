@@ -476,9 +476,12 @@ def test_non_model_is_rejected():
         kbp.wrap(keras.layers.Dense(3))
 
 
-def test_other_backends_are_rejected(monkeypatch):
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(ValueError, match="TensorFlow backend"):
+def test_backends_without_autodiff_are_rejected(monkeypatch):
+    from keras_brainprop import backend
+
+    monkeypatch.setattr(backend, "_impl", None)
+    monkeypatch.setattr(backend, "NAME", "numpy")
+    with pytest.raises(ValueError, match="'tensorflow', 'jax' or 'torch'"):
         kbp.wrap(dense_net())
 
 

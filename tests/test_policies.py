@@ -7,9 +7,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 from scipy import stats
 
 import keras_brainprop as kbp
+from keras_brainprop import backend
 from keras_brainprop import policies
 
 NUM_DRAWS = 20_000
@@ -488,3 +490,230 @@ def test_discovery_finds_every_class_sooner_than_the_papers_policy():
     # measured, within 15 epochs).
     paper = epochs_to_full_coverage(None, x, y, max_epochs=found + 3)
     assert paper is None, paper
+
+
+# Every backend (`KERAS_BACKEND=jax python -m pytest -m backends`): the
+# bodies use keras.ops and NumPy only.
+
+# What a failed check raises: `tf.errors.InvalidArgumentError` eagerly on
+# TensorFlow, `InvalidInputError` (a `ValueError` and also an
+# `InvalidArgumentError`) on JAX and PyTorch.
+FAILED_CHECK = tf.errors.InvalidArgumentError
+
+
+def compiled(function):
+    """`function` compiled as the backend compiles a training step.
+
+    A TensorFlow graph (whose draws are eager mode's), `jax.jit`; PyTorch
+    runs eagerly. Failed checks raise `InvalidInputError`, as in fit().
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        function = jax.jit(function)
+    elif keras.backend.backend() == "tensorflow":
+        function = tf.function(function)
+    return backend.clear_errors(function)
+
+
+def select(policy, q_values, step=0, seed=(1, 2)):
+    """The policy's actions as a NumPy array, checked to be int32."""
+    actions = policy(
+        ops.convert_to_tensor(q_values),
+        ops.convert_to_tensor(step, "int32"),
+        ops.convert_to_tensor(seed, "int32"),
+    )
+    assert keras.backend.standardize_dtype(actions.dtype) == "int32"
+    return ops.convert_to_numpy(actions)
+
+
+def select_row(policy, q_row, step=0, seed=(1, 2)):
+    q_values = np.tile(np.asarray([q_row], "float32"), [NUM_DRAWS, 1])
+    return select(policy, q_values, step, seed)
+
+
+EVERY_POLICY = [
+    policies.Greedy(),
+    policies.EpsilonGreedy(0.3),
+    policies.Boltzmann(0.7),
+    policies.EpsilonBoltzmann(0.5, 2.0),
+    policies.EpsilonGreedy(
+        keras.optimizers.schedules.ExponentialDecay(0.5, 100, 0.9)
+    ),
+    policies.Discovery(),
+    policies.Discovery(
+        keras.optimizers.schedules.ExponentialDecay(0.2, 100, 0.5),
+        min_share=0.5,
+        epsilon=keras.optimizers.schedules.InverseTimeDecay(0.5, 1, 1.0),
+    ),
+    policies.SquareCB(30.0),
+]
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("policy", EVERY_POLICY, ids=repr)
+def test_every_backend_actions_are_int32_in_range(policy):
+    q_values = np.random.default_rng(0).normal(size=(512, 7))
+    q_values[:8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30]
+    for step in (0, 50):
+        actions = select(policy, q_values.astype("float32"), step)
+        assert actions.shape == (512,)
+        assert actions.min() >= 0 and actions.max() < 7
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize(
+    "policy",
+    [
+        policies.Greedy(),
+        policies.EpsilonGreedy(0.0),
+        policies.EpsilonBoltzmann(0.0),
+        policies.Discovery(bonus=0.0, epsilon=0.0),
+    ],
+    ids=repr,
+)
+def test_every_backend_no_exploration_is_greedy(policy):
+    q_values = np.random.default_rng(1).normal(size=(256, 5)).astype("float32")
+    # Ties go to the first of them, signed zeros included.
+    q_values[:4] = [
+        [0.0, -0.0, 0.0, -3.0, -3.0],
+        [-0.0, 0.0, -0.0, -3.0, -3.0],
+        [1.0, 1.0, 1.0, -3.0, -3.0],
+        [-0.0, -0.0, 2.0, -3.0, 2.0],
+    ]
+    expected = np.argmax(q_values, axis=-1)
+    np.testing.assert_array_equal(expected[:4], [0, 0, 0, 2])
+    np.testing.assert_array_equal(select(policy, q_values), expected)
+
+
+@pytest.mark.backends
+def test_every_backend_epsilon_greedy_explores_uniformly():
+    actions = select_row(policies.EpsilonGreedy(1.0), [0.0, 1.0, 0.0, 0.0])
+    assert stats.chisquare(np.bincount(actions, minlength=4)).pvalue > 1e-4
+    q_row = np.array([0.0, 1.0, 0.0, 0.0, 0.0], "float32")
+    actions = select_row(policies.EpsilonGreedy(0.2), q_row)
+    assert_binomial(np.sum(actions != 1), 0.2 * 4 / 5)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 3.0])
+def test_every_backend_boltzmann_matches_softmax(temperature):
+    q_row = np.array([0.1, 0.7, -0.2, 0.4], "float32")
+    actions = select_row(policies.Boltzmann(temperature), q_row)
+    observed = np.bincount(actions, minlength=4)
+    expected = softmax(q_row.astype("float64") / temperature) * NUM_DRAWS
+    assert stats.chisquare(observed, expected).pvalue > 1e-4
+
+
+@pytest.mark.backends
+def test_every_backend_epsilon_boltzmann_explore_rate():
+    q_row = np.array([0.2, 0.5, 0.1, 0.4], "float32")
+    actions = select_row(policies.EpsilonBoltzmann(0.1, 0.5), q_row)
+    p_differ = 0.1 * (1.0 - softmax(q_row / 0.5)[1])
+    assert_binomial(np.sum(actions != 1), p_differ)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize(
+    "policy",
+    [
+        policies.EpsilonGreedy(0.3),
+        policies.EpsilonBoltzmann(0.5),
+        policies.Discovery(),
+        policies.SquareCB(30.0),
+    ],
+    ids=repr,
+)
+def test_every_backend_draws_depend_only_on_the_seed(policy):
+    q_values = np.random.default_rng(2).normal(size=(4096, 5))
+    q_values = q_values.astype("float32")
+    first = select(policy, q_values, seed=(4, 5))
+    np.testing.assert_array_equal(first, select(policy, q_values, seed=(4, 5)))
+    assert np.any(first != select(policy, q_values, seed=(4, 6)))
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("policy", EVERY_POLICY, ids=repr)
+def test_every_backend_compiled_draws_equal_eager_ones(policy):
+    q_values = np.random.default_rng(3).normal(size=(1024, 5))
+    q_values = ops.convert_to_tensor(q_values.astype("float32"))
+    step = ops.convert_to_tensor(7, "int32")
+    seed = ops.convert_to_tensor([8, 9], "int32")
+    run = compiled(lambda q, step, seed: policy(q, step, seed))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(run(q_values, step, seed)),
+        ops.convert_to_numpy(policy(q_values, step, seed)),
+    )
+
+
+@pytest.mark.backends
+def test_every_backend_schedules_take_effect():
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [100], [1.0, 0.0]
+    )
+    policy = policies.EpsilonGreedy(schedule)
+    q_row = np.array([0.0, 1.0, 0.0, 0.0], "float32")
+    assert np.mean(select_row(policy, q_row, step=0) != 1) > 0.7
+    assert np.all(select_row(policy, q_row, step=200) == 1)
+
+    def cooling(step):
+        return 10.0 / (1.0 + ops.cast(step, "float32"))
+
+    policy = policies.Boltzmann(cooling)
+    hot = np.bincount(select_row(policy, q_row, step=0), minlength=4)
+    cold = np.bincount(select_row(policy, q_row, step=999), minlength=4)
+    assert hot[1] < 0.4 * NUM_DRAWS and cold[1] > 0.99 * NUM_DRAWS
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("make, name, value", BAD_SCHEDULES)
+def test_every_backend_bad_schedule_values_fail(make, name, value):
+    policy = make()
+    q_values = np.array([[0.1, 0.5, 0.2]] * 8, "float32")
+    with pytest.raises(FAILED_CHECK) as error:
+        select(policy, q_values, step=20)
+    text = str(error.value)
+    assert f"`{name[:-1]}` must be in" in text
+    assert "at step 20." in text and f"Received: {name}" in text
+    if value not in ("0", "1e-45"):
+        assert value in text
+    # Compiled (JAX's step has no value to name).
+    run = compiled(lambda q, step, seed: policy(q, step, seed))
+    with pytest.raises(ValueError, match=f"Received: {name}"):
+        run(
+            ops.convert_to_tensor(q_values),
+            ops.convert_to_tensor(20, "int32"),
+            ops.convert_to_tensor([3, 4], "int32"),
+        )
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("bonus, min_share", [(0.5, 0.25), (0.1, 0.8)])
+def test_every_backend_discovery_matches_its_definition(bonus, min_share):
+    # Without exploration the action is the greedy one of the bonused
+    # values. Rows of 6 kinds in unequal shares: actions greedy for few
+    # rows have a partial bonus, those greedy for none the full one.
+    rng = np.random.default_rng(4)
+    kinds = rng.uniform(size=(6, 6)).astype("float32")
+    q_values = kinds[rng.choice(6, size=256, p=[0.3, 0.3, 0.2, 0.1, 0.1, 0])]
+    policy = policies.Discovery(bonus, min_share, epsilon=0.0)
+    bonused = discovery_reference(q_values, bonus, min_share)
+    assert np.any(np.argmax(bonused, 1) != np.argmax(q_values, 1))
+    np.testing.assert_array_equal(
+        select(policy, q_values), np.argmax(bonused, 1)
+    )
+    # With exploration, each kind's draws follow EpsilonBoltzmann's on the
+    # bonused values.
+    rows = np.repeat(np.arange(3), NUM_DRAWS // 3)
+    q_values = kinds[rows]
+    epsilon, temperature = 0.3, 0.2
+    policy = policies.Discovery(bonus, min_share, epsilon, temperature)
+    bonused = discovery_reference(q_values, bonus, min_share)
+    actions = select(policy, q_values, seed=(5, 6))
+    for kind in range(3):
+        row = bonused[rows == kind][0].astype("float64")
+        expected = epsilon * softmax(row / temperature)
+        expected[np.argmax(row)] += 1.0 - epsilon
+        observed = np.bincount(actions[rows == kind], minlength=6)
+        expected = expected * np.sum(rows == kind)
+        assert stats.chisquare(observed, expected).pvalue > 1e-4

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 from scipy import stats
 
 import keras_brainprop as kbp
@@ -85,3 +86,59 @@ def test_square_cb_stays_in_range_for_non_finite_values_under_xla():
 
     actions = select(tf.constant([[np.nan, 0.0, 1.0], [np.inf, 0.0, 0.0]]))
     assert np.all((0 <= actions.numpy()) & (actions.numpy() < 3))
+
+
+# Every backend (`KERAS_BACKEND=jax python -m pytest -m backends`): the
+# bodies use keras.ops and NumPy only.
+
+
+def select_row(policy, q_row, step=0, seed=(3, 4)):
+    q_values = np.tile(np.asarray([q_row], "float32"), [NUM_DRAWS, 1])
+    actions = policy(
+        ops.convert_to_tensor(q_values),
+        ops.convert_to_tensor(step, "int32"),
+        ops.convert_to_tensor(seed, "int32"),
+    )
+    assert keras.backend.standardize_dtype(actions.dtype) == "int32"
+    return ops.convert_to_numpy(actions)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("gamma", [0.0, 20.0, 400.0])
+def test_every_backend_square_cb_draws_inverse_gap_weights(gamma):
+    q_row = [0.1, 0.6, 0.55, -0.3, 0.2]
+    actions = select_row(policies.SquareCB(gamma), q_row)
+    observed = np.bincount(actions, minlength=5)
+    expected = inverse_gap_weights(q_row, gamma) * NUM_DRAWS
+    assert stats.chisquare(observed, expected).pvalue > 1e-4
+
+
+@pytest.mark.backends
+def test_every_backend_square_cb_uniform_greedy_and_scheduled():
+    actions = select_row(policies.SquareCB(1e3), [0.0] * 4)
+    assert stats.chisquare(np.bincount(actions, minlength=4)).pvalue > 1e-4
+    far = select_row(policies.SquareCB(1e9), [0.0, 1.0, 0.0])
+    assert np.mean(far == 1) > 0.9999
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [10], [0.0, 1e9]
+    )
+    policy = policies.SquareCB(schedule)
+    q_row = [0.0, 1.0, 0.5]
+    assert np.mean(select_row(policy, q_row, step=0) != 1) > 0.6
+    assert np.mean(select_row(policy, q_row, step=20) != 1) < 1e-3
+    # Same seed, same draws; another seed, others.
+    first = select_row(policy, q_row, seed=(5, 6))
+    np.testing.assert_array_equal(first, select_row(policy, q_row, seed=(5, 6)))
+    assert np.any(first != select_row(policy, q_row, seed=(5, 7)))
+
+
+@pytest.mark.backends
+def test_every_backend_square_cb_stays_in_range_for_non_finite_values():
+    q_values = np.array([[np.nan, 0.0, 1.0], [np.inf, 0.0, 0.0]], "float32")
+    actions = policies.SquareCB(10.0)(
+        ops.convert_to_tensor(q_values),
+        ops.convert_to_tensor(0, "int32"),
+        ops.convert_to_tensor([1, 1], "int32"),
+    )
+    actions = ops.convert_to_numpy(actions)
+    assert np.all((0 <= actions) & (actions < 3))

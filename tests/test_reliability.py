@@ -357,13 +357,12 @@ def test_non_finite_inputs_raise_before_the_update(run_eagerly):
     network = dense_net(batch_norm=True)
     before = network.get_weights()
     model = compiled(network, run_eagerly)
-    for bad_value, name in [(np.nan, "NaN"), (np.inf, "Inf")]:
+    for bad_value in [np.nan, np.inf]:
         x, y = toy_data(8)
         x[3, 2] = bad_value
         with pytest.raises(
             tf.errors.InvalidArgumentError,
-            match=f"inputs must be finite.*Received: inputs with NaN or Inf"
-            f".*{name} values",
+            match="inputs must be finite.*Received: inputs with NaN or Inf$",
         ):
             model.fit(x, y, batch_size=8, verbose=0)
         assert_unchanged(network, before)
@@ -384,7 +383,9 @@ def test_nan_input_stops_the_run_and_the_checkpoint_is_intact(tmp_path):
             path, save_weights_only=True, save_freq=2
         ),
     ]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN values"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Received: inputs with NaN"
+    ):
         model.fit(
             x, y, batch_size=8, shuffle=False, callbacks=callbacks, verbose=0
         )

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from keras_brainprop import rewards
 
@@ -62,3 +63,97 @@ def test_check_rewards():
         rewards.check_rewards(tf.ones((2,)), tf.constant(3))
     with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
         rewards.check_rewards(tf.constant([1.0, np.inf]), tf.constant(2))
+
+
+# Every backend (`KERAS_BACKEND=jax python -m pytest -m backends`): the
+# bodies use keras.ops and NumPy only.
+
+
+def correct_choice(targets):
+    actions = ops.convert_to_tensor(ACTIONS)
+    return rewards.CorrectChoice()(ops.convert_to_tensor(targets), actions, 3)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize(
+    "targets",
+    [
+        LABELS,
+        LABELS[:, None],
+        LABELS.astype("float32"),
+        np.eye(3, dtype="int32")[LABELS],
+        np.eye(3, dtype="float32")[LABELS],
+    ],
+    ids=["labels", "column", "float_labels", "one_hot", "float_one_hot"],
+)
+def test_every_backend_correct_choice_on_labels(targets):
+    for given in (targets, ops.convert_to_tensor(targets)):
+        reward = rewards.CorrectChoice()(given, ACTIONS, num_actions=3)
+        assert keras.backend.standardize_dtype(reward.dtype) == "float32"
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(reward), [1.0, 0.0, 1.0, 0.0]
+        )
+
+
+@pytest.mark.backends
+def test_every_backend_correct_choice_on_a_reward_table():
+    table = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    reward = ops.convert_to_numpy(correct_choice(table))
+    np.testing.assert_array_equal(reward, table[np.arange(4), ACTIONS])
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(rewards.CorrectChoice().table(table, 3)), table
+    )
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(rewards.CorrectChoice().table(LABELS, 3)),
+        np.eye(3)[LABELS],
+    )
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize(
+    "targets, message",
+    [
+        ([0, 3, 1, 2], "Labels must be < 3, .* Received: label 3"),
+        ([[0], [1], [-1], [2]], "Labels must be >= 0. Received: label -1"),
+        ([0.0, 1.5, 1.0, 2.0], "whole numbers .*Received: label 1.5"),
+        ([0.0, np.nan, 1.0, 2.0], "whole numbers .*Received: label nan"),
+        (np.zeros((4, 4)), r"Received: y with shape \(4, 4\)"),
+        (np.zeros((4, 2, 3)), r"Received: y with shape \(4, 2, 3\)"),
+        (
+            np.where(np.eye(4, 3) > 0, np.inf, 0.0),
+            "must be finite. Received: entry inf",
+        ),
+    ],
+)
+def test_every_backend_bad_targets_raise(targets, message):
+    targets = np.asarray(targets)
+    for given in (targets, ops.convert_to_tensor(targets)):
+        with pytest.raises(ValueError, match=message):
+            rewards.CorrectChoice().check_targets(given, 3)
+        with pytest.raises(ValueError, match=message):
+            correct_choice(given)
+
+
+@pytest.mark.backends
+def test_every_backend_reward_functions_and_their_checks():
+    def half(y, actions):
+        return ops.full(ops.shape(actions), 0.5)
+
+    reward = rewards.get(half)
+    actions = ops.convert_to_tensor(ACTIONS)
+    checked = rewards.check_rewards(reward(None, actions, 3), 4)
+    np.testing.assert_array_equal(ops.convert_to_numpy(checked), [0.5] * 4)
+    ok = rewards.check_rewards(ops.convert_to_tensor([1, 0, 1]), 3)
+    assert keras.backend.standardize_dtype(ok.dtype) == "float32"
+
+    def broken(y, actions):
+        return ops.where(ops.equal(actions, 1), np.inf, 1.0)
+
+    with pytest.raises(ValueError, match="NaN or Inf. Received: reward inf"):
+        rewards.check_rewards(rewards.get(broken)(None, actions, 3), 4)
+    with pytest.raises(ValueError, match="Received: number of rewards 2"):
+        rewards.check_rewards(ops.ones((2,)), 4)
+    with pytest.raises(ValueError, match=r"shape \[batch\]"):
+        rewards.check_rewards(ops.ones((4, 1)), 4)
+    with pytest.raises(ValueError, match="dtype bool"):
+        rewards.check_rewards(ops.ones((4,), "bool"), 4)

@@ -11,6 +11,7 @@ from keras_brainprop import experiment
 from keras_brainprop import settings
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("architecture", ["dense", "conv"])
 @pytest.mark.parametrize("actions", [10, 100])
 def test_what_each_setting_chooses(architecture, actions):
@@ -29,6 +30,7 @@ def test_what_each_setting_chooses(architecture, actions):
     )
 
 
+@pytest.mark.backends
 def test_compile_uses_the_setting_unless_told_otherwise():
     network = architectures.build("mlp", (8, 8, 1), 10)
     algorithm = algorithms.get("brainprop", setting="Recommended")
@@ -53,6 +55,7 @@ def test_compile_uses_the_setting_unless_told_otherwise():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
 
 
+@pytest.mark.backends
 def test_a_saved_model_keeps_its_setting(tmp_path):
     algorithm = algorithms.BrainProp(setting="recommended", seed=2)
     model = algorithm.wrap(architectures.build("mlp", (8, 8, 1), 10))
@@ -67,6 +70,7 @@ def test_a_saved_model_keeps_its_setting(tmp_path):
     assert int(loaded.optimizer.iterations) == 2
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "kwargs, received",
     [
@@ -79,6 +83,7 @@ def test_unknown_settings_are_refused(kwargs, received):
         algorithms.BrainProp(**kwargs)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "kwargs, received",
     [
@@ -126,7 +131,8 @@ def epochs_to_accuracy(setting, x, y, target, max_epochs):
     algorithm.compile(model)
     for epoch in range(1, max_epochs + 1):
         model.fit(x, y, batch_size=32, epochs=1, verbose=0)
-        accuracy = np.mean(np.argmax(network(x), axis=1) == y)
+        q_values = keras.ops.convert_to_numpy(network(x))
+        accuracy = np.mean(np.argmax(q_values, axis=1) == y)
         if accuracy >= target:
             return epoch
     return None

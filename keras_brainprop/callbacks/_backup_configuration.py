@@ -4,6 +4,8 @@ the first place where two configurations differ."""
 import json
 import re
 
+import keras
+
 from keras_brainprop.feedback.conversion import rule_of
 
 
@@ -35,12 +37,15 @@ def _architecture(config):
 def configuration_of(model):
     """What a resumed run must share with the run that wrote the backup.
 
-    The feedback rule, the policy and the reward (of a `BrainPropModel`)
-    as their reprs, and the network's architecture (None when its config
-    cannot be read, e.g. a subclassed network).
+    The Keras backend, the feedback rule, the policy and the reward (of a
+    `BrainPropModel`) as their reprs, and the network's architecture (None
+    when its config cannot be read, e.g. a subclassed network).
     """
     network = getattr(model, "network", model)
-    configuration = {"feedback": _describe(rule_of(network))}
+    configuration = {
+        "backend": keras.backend.backend(),
+        "feedback": _describe(rule_of(network)),
+    }
     for name in ("policy", "reward"):
         if hasattr(model, name):
             configuration[name] = _describe(getattr(model, name))

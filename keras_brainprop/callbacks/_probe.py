@@ -1,4 +1,9 @@
-"""The monitor's probe: samples taken once from probe data, and their labels."""
+"""The monitor's probe: samples taken once from probe data, and their labels.
+
+The probe is held on the host as NumPy arrays, so that it feeds the network
+on every Keras backend; `probe_data` may be NumPy arrays, tensors of the
+backend or of TensorFlow, or a `tf.data.Dataset`.
+"""
 
 import keras
 import numpy as np
@@ -15,9 +20,9 @@ def class_labels(y, num_actions):
     Labels are indices `[n]` or `[n, 1]`, or one-hot rows `[n, actions]`;
     a reward table of other values has no classes to recall.
     """
-    if y is None or len(tf.nest.flatten(y)) != 1:
+    if y is None or len(keras.tree.flatten(y)) != 1:
         return None
-    y = np.asarray(tf.nest.flatten(y)[0])
+    y = np.asarray(keras.tree.flatten(y)[0])
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 1:
@@ -30,36 +35,59 @@ def class_labels(y, num_actions):
     return None
 
 
+def to_numpy(value):
+    """A tensor (of TensorFlow or the backend), variable or array as NumPy."""
+    if isinstance(value, tf.Tensor):  # E.g. from a tf.data pipeline.
+        return value.numpy()
+    if isinstance(value, keras.Variable):
+        # Read through a tensor: NumPy 2 warns on the array protocol of
+        # Keras' and TensorFlow's variables.
+        value = keras.ops.copy(value)
+    if keras.ops.is_tensor(value):
+        return keras.ops.convert_to_numpy(value)
+    return np.asarray(value)
+
+
 def num_samples(structure):
-    return int(tf.shape(tf.nest.flatten(structure)[0])[0])
+    return int(keras.tree.flatten(structure)[0].shape[0])
 
 
 def slice_samples(structure, start, stop):
-    return tf.nest.map_structure(lambda t: t[start:stop], structure)
+    return keras.tree.map_structure(lambda t: t[start:stop], structure)
 
 
-def _to_tensors(structure, name):
+def _is_float(dtype):
+    # `bfloat16` and the float8 types (ml_dtypes) are NumPy void kinds.
+    return dtype.kind == "f" or "float" in dtype.name
+
+
+def _dtype_name(dtype):
+    # Text arrives as NumPy str or bytes, or as objects from TensorFlow.
+    return "string" if dtype.kind in "OSU" else dtype.name
+
+
+def _to_arrays(structure, name):
     if structure is None:
         return None
     try:
-        tensors = tf.nest.map_structure(tf.convert_to_tensor, structure)
+        arrays = keras.tree.map_structure(to_numpy, structure)
     except (TypeError, ValueError) as error:
         raise ValueError(
             "`probe_data` must be arrays (x, y) or a batched tf.data.Dataset "
             f"of (x, y). Its {name} could not be read as tensors: {error}"
         ) from error
-    for tensor in tf.nest.flatten(tensors):
-        if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+    for array in keras.tree.flatten(arrays):
+        if not (_is_float(array.dtype) or array.dtype.kind in "iu"):
             raise ValueError(
                 "`probe_data` must hold numbers. Received: its "
-                f"{name} with dtype {tensor.dtype.name}"
+                f"{name} with dtype {_dtype_name(array.dtype)}"
             )
-        if tensor.shape.rank == 0:
+        if array.ndim == 0:
             raise ValueError(
                 "`probe_data` must hold one row per sample. Received: its "
                 f"{name} as a scalar"
             )
-    return tensors
+    return arrays
 
 
 def check_probe_inputs(x, network):
@@ -73,25 +101,28 @@ def check_probe_inputs(x, network):
         inputs = network.inputs
     except (AttributeError, ValueError):
         return
-    if not inputs or len(inputs) != 1 or len(tf.nest.flatten(x)) != 1:
+    if not inputs or len(inputs) != 1 or len(keras.tree.flatten(x)) != 1:
         return
-    expected = tf.TensorShape(inputs[0].shape)
-    received = tf.nest.flatten(x)[0].shape
-    if not expected[1:].is_compatible_with(received[1:]):
+    expected = tuple(inputs[0].shape)
+    received = tuple(keras.tree.flatten(x)[0].shape)
+    compatible = len(expected) == len(received) and all(
+        e is None or e == r for e, r in zip(expected[1:], received[1:])
+    )
+    if not compatible:
         raise ValueError(
             "BrainPropMonitor's `probe_data` must hold inputs the network "
-            f"takes, of shape {tuple(expected)}. Received: x with shape "
-            f"{tuple(received)}"
+            f"takes, of shape {expected}. Received: x with shape "
+            f"{received}"
         )
 
 
 def _check_finite(x):
     # The model refuses such inputs in fit() and evaluate(); on the probe
     # they would make every logged value NaN.
-    for tensor in tf.nest.flatten(x):
-        if not tensor.dtype.is_floating:
+    for array in keras.tree.flatten(x):
+        if not _is_float(array.dtype):
             continue
-        values = tf.reshape(tensor, [tf.shape(tensor)[0], -1]).numpy()
+        values = np.reshape(array, [array.shape[0], -1])
         finite = np.isfinite(values)
         if not finite.all():
             sample, column = np.unravel_index(finite.argmin(), finite.shape)
@@ -105,18 +136,20 @@ def _check_finite(x):
 def _concat(parts):
     if parts[0] is None:
         return None
-    return tf.nest.map_structure(lambda *ts: tf.concat(ts, 0), *parts)
+    return keras.tree.map_structure(
+        lambda *arrays: np.concatenate(arrays, 0), *parts
+    )
 
 
 def take_probe(probe_data, probe_size):
-    """Returns (x, y) tensors of the first `probe_size` probe samples."""
+    """Returns (x, y) NumPy arrays of the first `probe_size` probe samples."""
     if probe_data is None:
         return None, None
     if isinstance(probe_data, tf.data.Dataset):
         batches, taken = [], 0
         for element in probe_data:
             x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
-            batches.append((_to_tensors(x, "x"), _to_tensors(y, "y")))
+            batches.append((_to_arrays(x, "x"), _to_arrays(y, "y")))
             taken += num_samples(batches[-1][0])
             if taken >= probe_size:
                 break
@@ -132,7 +165,7 @@ def take_probe(probe_data, probe_size):
         x, y = (_concat(parts) for parts in zip(*batches))
     else:
         x, y, _ = keras.utils.unpack_x_y_sample_weight(probe_data)
-        x, y = _to_tensors(x, "x"), _to_tensors(y, "y")
+        x, y = _to_arrays(x, "x"), _to_arrays(y, "y")
     count = min(num_samples(x), probe_size)
     if count == 0:
         raise ValueError(

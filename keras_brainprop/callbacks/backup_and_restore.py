@@ -36,6 +36,12 @@ def _jsonable(logs):
     }
 
 
+def _to_numpy(variable):
+    if keras.backend.backend() == "tensorflow":
+        return variable.numpy()  # Without NumPy 2's warning about copies.
+    return np.array(keras.ops.convert_to_numpy(variable.value))
+
+
 def _all_finite(arrays):
     return all(
         np.isfinite(array).all()
@@ -51,10 +57,12 @@ class BackupAndRestore(keras.callbacks.Callback):
     `<backup_dir>/backup.npz`, with every variable of the model (weights,
     batch-norm statistics, the seed-generator states of exploration and
     dropout), of the optimizer and of the metrics, plus the epoch, the step
-    within it and the history so far. The write is atomic (temporary file,
-    fsync, rename): a process killed at any moment leaves the previous
-    backup or the new one intact. A backup is never made of NaN or Inf
-    weights: the last finite state is kept.
+    within it and the history so far; on PyTorch also torch's global random
+    state, from which Keras draws the dropout of a layer without a `seed`.
+    The write is atomic (temporary file, fsync, rename): a process killed
+    at any moment leaves the previous backup or the new one intact. A
+    backup is never made of NaN or Inf weights: the last finite state is
+    kept.
 
     When `fit()` is called again with the same arguments and a backup
     exists, the callback restores it and resumes at the step it was made:
@@ -72,17 +80,23 @@ class BackupAndRestore(keras.callbacks.Callback):
     A dataset that reshuffles at each pass, such as
     `keras_brainprop.datasets.load(..., shuffle=True)` without `.repeat()`,
     resumes correctly but not identically. Exactness also needs the same
-    TensorFlow op results (bit for bit with
-    `tf.config.experimental.enable_op_determinism()` on the same machine and
-    versions), `steps_per_execution=1`, one device, and no other callback
-    whose state matters (`EarlyStopping`'s and `ReduceLROnPlateau`'s
-    counters are not backed up).
+    op results bit for bit: the same backend, machine and versions, with
+    deterministic ops (on TensorFlow
+    `tf.config.experimental.enable_op_determinism()`; on GPU, PyTorch's
+    `torch.use_deterministic_algorithms(True)`); `steps_per_execution=1`,
+    one device, and no other callback whose state matters
+    (`EarlyStopping`'s and `ReduceLROnPlateau`'s counters are not backed
+    up). It works alike on the TensorFlow, JAX and PyTorch backends.
 
-    A backup resumes only the configuration that wrote it: the feedback
-    rule, the policy and its parameters, the reward and the network's
-    architecture (layer names, initializers and seeds aside) are stored
-    with it, and a model that differs in any of them raises a `ValueError`
-    naming the difference before any variable is restored.
+    A backup resumes only the configuration that wrote it: the Keras
+    backend, the feedback rule, the policy and its parameters, the reward
+    and the network's architecture (layer names, initializers and seeds
+    aside) are stored with it, and a model that differs in any of them
+    raises a `ValueError` naming the difference before any variable is
+    restored. No backup resumes under another backend: the backends draw
+    other random numbers from the same seeds (exploration, dropout) and
+    round differently, so the run would not continue as it would have (a
+    model saved with `model.save()` loads under any backend).
 
     Args:
         backup_dir: directory of the backup; one per training run.
@@ -134,6 +148,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         self._to_replay = 0
         self._replaying = False
         self._saved_metrics = None
+        self._replay_logs = {}
+        self._random_state = {}
         self._history_epochs_pending = []
         self._warned_not_finite = False
         self._configuration = None
@@ -185,6 +201,11 @@ class BackupAndRestore(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._fill_history_epochs()
+        # After fit() reset the metrics, before the replayed steps.
+        if self._saved_metrics is not None and self._restore_metrics():
+            # What callbacks see at each replayed step, which trains
+            # nothing and must not read the variables (JAX).
+            self._replay_logs = self._metrics_result()
 
     def on_train_batch_end(self, batch, logs=None):
         if self._replaying:
@@ -218,7 +239,8 @@ class BackupAndRestore(keras.callbacks.Callback):
                     stacklevel=2,
                 )
 
-    # Replaying the interrupted epoch.
+    # Replaying the interrupted epoch. This runs inside fit()'s step: on
+    # JAX the variables do not hold the current values there.
 
     def _train_or_replay(self, train_function, iterator):
         if iterator is not self._iterator:
@@ -238,30 +260,48 @@ class BackupAndRestore(keras.callbacks.Callback):
         batch = next(iterator)
         self._to_replay -= 1
         self._replaying = True
+        if self._to_replay == 0:
+            # Where the backup was made: what draws from the global
+            # generator from here on (PyTorch) draws as it did then.
+            _keras_fixes.set_global_random_state(self._random_state)
         if self._saved_metrics is not None:
+            # Only where the variables are current inside a step.
             self._restore_metrics(batch)
-        return self.model.get_metrics_result()
+            self._replay_logs = self._metrics_result()
+        return dict(self._replay_logs)
 
-    def _restore_metrics(self, batch):
-        saved = self._saved_metrics
-        self._saved_metrics = None
+    def _restore_metrics(self, batch=None):
         variables = self._metric_variables()
-        if len(variables) != len(saved):
-            # Compiled metrics create their variables on first use: one
-            # evaluation step (weights untouched) creates them.
+        # TensorFlow's fit() creates the compiled metrics' variables at the
+        # first step (JAX's and PyTorch's before training): an evaluation
+        # step on the first replayed batch (weights untouched) does too.
+        if len(variables) != len(self._saved_metrics) and (
+            keras.backend.backend() == "tensorflow"
+        ):
+            if batch is None:
+                return False
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
             self.model.test_on_batch(x, y, sample_weight)
             variables = self._metric_variables()
-        self._assign("metrics", variables, saved)
+        self._assign("metrics", variables, self._saved_metrics)
+        self._saved_metrics = None
+        return True
+
+    def _metrics_result(self):
+        return {
+            name: keras.ops.convert_to_numpy(value)
+            for name, value in self.model.get_metrics_result().items()
+        }
 
     # Saving and restoring.
 
     def _save(self, epoch, batch, data_position=None):
+        _keras_fixes.sync_variables(self.model)
         groups = self._variable_groups()
         arrays = {}
         for name, variables in groups.items():
             for i, variable in enumerate(variables):
-                arrays[f"{name}_{i}"] = np.asarray(variable.numpy())
+                arrays[f"{name}_{i}"] = _to_numpy(variable)
         if not _all_finite(
             arrays[f"model_{i}"] for i in range(len(groups["model"]))
         ):
@@ -281,20 +321,38 @@ class BackupAndRestore(keras.callbacks.Callback):
                 self._data_position if data_position is None else data_position
             ),
             "steps": self._steps,
-            "iterations": int(self.model.optimizer.iterations.numpy()),
+            "iterations": int(_to_numpy(self.model.optimizer.iterations)),
             "history": self._history,
             "counts": {name: len(v) for name, v in groups.items()},
             "keras_version": keras.__version__,
             "configuration": self._configuration,
         }
+        for name, state in _keras_fixes.global_random_state().items():
+            arrays[f"random_{name}"] = state
         arrays["manifest"] = np.array(json.dumps(manifest))
         write_atomically(self.path, arrays)
 
     def _check_configuration(self, manifest):
         saved = manifest.get("configuration")
+        current = self._configuration
+        # Backups recorded no backend while TensorFlow was the only one.
+        saved_backend = (saved or {}).get("backend", "tensorflow")
+        if saved_backend != current["backend"]:
+            raise ValueError(
+                f"The backup in {self.backup_dir} was written under Keras' "
+                f"{saved_backend} backend, and this process runs "
+                f"{current['backend']} (KERAS_BACKEND). It resumes exactly "
+                "only under the backend that wrote it: the backends draw "
+                "other random numbers from the same seeds (exploration, "
+                "dropout) and round differently. Run with "
+                f"KERAS_BACKEND={saved_backend} to resume it, or use a new "
+                "backup_dir for a new run (a model saved with model.save() "
+                f"loads under any backend). Received: backend="
+                f"{saved_backend!r} in the backup, {current['backend']!r} "
+                "here"
+            )
         if saved is None:
             return  # Written before backups recorded their configuration.
-        current = self._configuration
         for key in ("feedback", "policy", "reward", "network"):
             if key not in saved or key not in current:
                 continue
@@ -333,6 +391,14 @@ class BackupAndRestore(keras.callbacks.Callback):
                 arrays[f"metrics_{i}"]
                 for i in range(manifest["counts"]["metrics"])
             ]
+        self._random_state = {
+            key[len("random_") :]: value
+            for key, value in arrays.items()
+            if key.startswith("random_")
+        }
+        if self._to_replay == 0:
+            # Made between epochs: nothing is replayed.
+            _keras_fixes.set_global_random_state(self._random_state)
         _keras_fixes.set_initial_epoch(self.model, manifest["epoch"])
         history = self.model.history
         for _, epoch_logs in self._history:
@@ -363,4 +429,4 @@ class BackupAndRestore(keras.callbacks.Callback):
             variable.assign(value)
 
     def _weights_finite(self):
-        return _all_finite(np.asarray(w.numpy()) for w in self.model.weights)
+        return _all_finite(_to_numpy(w) for w in self.model.weights)

@@ -3,7 +3,9 @@
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
+from keras import ops
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from keras_brainprop.callbacks._probe import PROBE_CHUNK
@@ -12,6 +14,7 @@ from keras_brainprop.callbacks._probe import class_labels
 from keras_brainprop.callbacks._probe import num_samples
 from keras_brainprop.callbacks._probe import slice_samples
 from keras_brainprop.callbacks._probe import take_probe
+from keras_brainprop.callbacks._probe import to_numpy
 from keras_brainprop.feedback import diagnostics as feedback_diagnostics
 from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import to_plain
@@ -26,24 +29,27 @@ _TRAIN_LOGS = {
 }
 
 
+# tf.summary writes on every Keras backend, as keras.callbacks.TensorBoard
+# does under JAX: it is handed NumPy values, never backend tensors.
+
+
 def _write_histogram(tag, values, buckets, step):
     # Non-finite values are left out, so a diverged network shows as a
     # count smaller than the number of values.
-    values = tf.reshape(values, [-1])
-    values = tf.boolean_mask(values, tf.math.is_finite(values))
+    values = np.ravel(values)
+    values = values[np.isfinite(values)]
     tf.summary.histogram(tag, values, step=step, buckets=buckets)
 
 
 def _write_action_histogram(tag, actions, num_actions, step):
     # One bucket per action, centred on its index: tf.summary.histogram
     # would spread its buckets between the smallest and largest action.
-    counts = tf.math.bincount(
-        actions, minlength=num_actions, maxlength=num_actions, dtype="float64"
-    )
-    centres = tf.range(num_actions, dtype="float64")
+    counts = np.bincount(actions, minlength=num_actions)[:num_actions]
+    counts = counts.astype("float64")
+    centres = np.arange(num_actions, dtype="float64")
     tf.summary.write(
         tag,
-        tf.stack([centres - 0.5, centres + 0.5, counts], axis=1),
+        np.stack([centres - 0.5, centres + 0.5, counts], axis=1),
         step=step,
         metadata=histogram_metadata.create_summary_metadata(tag, ""),
     )
@@ -62,8 +68,14 @@ def _is_positive_int(value):
 
 
 def _copy_weights(weights, snapshot):
+    # A copy of each weight's value: JAX's fit() donates (frees) the
+    # buffers of the weights at the next step.
     for weight, copy in zip(weights, snapshot, strict=True):
-        copy.assign(tf.convert_to_tensor(weight))
+        copy.assign(ops.copy(weight))
+
+
+def _global_norm(tensors):
+    return ops.sqrt(sum(ops.sum(ops.square(t)) for t in tensors))
 
 
 class BrainPropMonitor(keras.callbacks.Callback):
@@ -108,6 +120,12 @@ class BrainPropMonitor(keras.callbacks.Callback):
       the layer's path in the network, e.g. `dense` or `block/conv2d`. The
       weights are compared on the accelerator, with one copy of them (two
       with an int `update_freq`).
+
+    The monitor runs on every Keras backend and writes with `tf.summary`
+    (TensorFlow is a dependency), as `keras.callbacks.TensorBoard` does
+    under JAX. For the same weights and probe the values are the same on
+    each backend, except what follows from a policy's random draws: each
+    backend draws its own random numbers from the seed.
 
     The monitor needs a `BrainPropModel` (from `keras_brainprop.wrap`); any
     other model raises a `ValueError` when training starts. The probe is
@@ -200,7 +218,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
         self.subdir = subdir
         # Read the probe now, so bad probe data fails before training does.
         self._probe_x, self._probe_y = take_probe(probe_data, probe_size)
-        self._probe_seed = tf.constant([seed, 0], "int32")
+        self._probe_seed = ops.convert_to_tensor([seed, 0], "int32")
         # With per-epoch logs only, our batch hook does nothing, so Keras may
         # dispatch batch hooks asynchronously (it would not otherwise).
         self.async_safe = update_freq == "epoch"
@@ -280,30 +298,41 @@ class BrainPropMonitor(keras.callbacks.Callback):
         self._interval_snapshot = []
 
     def _iterations(self):
-        return int(self.model.optimizer.iterations.numpy())
+        return int(to_numpy(self.model.optimizer.iterations))
 
     def _new_snapshot(self):
+        # Variables, not tensors: PyTorch's optimizer updates the weights'
+        # tensors in place, and a variable is one copy kept on the device.
         return [
-            tf.Variable(tf.convert_to_tensor(weight), trainable=False)
+            keras.Variable(
+                ops.copy(weight),
+                dtype=weight.dtype,
+                trainable=False,
+                name="brainprop_monitor_snapshot",
+            )
             for weight in self._weights
         ]
 
     def _write(self, unit, step, logs, snapshot):
+        # Under JAX, reading `self.model` first brings the weights of the
+        # running fit() back to the model's variables.
+        model = self.model
         with self._writer.as_default():
             for key, name in _TRAIN_LOGS.items():
                 if logs and key in logs:
-                    tf.summary.scalar(f"{unit}/{name}", logs[key], step)
+                    value = to_numpy(logs[key])
+                    tf.summary.scalar(f"{unit}/{name}", value, step)
             if self._probe_x is not None:
                 self._write_probe(f"{unit}/probe", step)
             if self._plain_network is not None and self._probe_x is not None:
                 feedback_diagnostics.write_summaries(
                     f"{unit}/feedback",
-                    self.model.network,
+                    model.network,
                     slice_samples(self._probe_x, 0, PROBE_CHUNK),
                     None
                     if self._probe_y is None
                     else slice_samples(self._probe_y, 0, PROBE_CHUNK),
-                    self.model,
+                    model,
                     step,
                     self._probe_seed,
                     self._plain_network,
@@ -319,6 +348,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
                     self._probe_y, q_values.shape[-1]
                 )
         except (ValueError, tf.errors.InvalidArgumentError) as error:
+            # InvalidInputError, the backends' failed check, is both.
             message = getattr(error, "message", None) or str(error)
             raise ValueError(
                 "BrainPropMonitor's `probe_data` must be data the model "
@@ -336,13 +366,13 @@ class BrainPropMonitor(keras.callbacks.Callback):
             )
             for start in range(0, count, PROBE_CHUNK)
         ]
-        q_values = tf.cast(tf.concat(q_chunks, 0), "float32")
+        q_values = ops.cast(ops.concatenate(q_chunks, axis=0), "float32")
         probe = brainprop_step(
             q_values,
             self._probe_y,
             model.reward,
             model.policy,
-            model.optimizer.iterations,
+            ops.convert_to_tensor(model.optimizer.iterations),
             self._probe_seed,
         )
         return q_values, probe
@@ -350,15 +380,16 @@ class BrainPropMonitor(keras.callbacks.Callback):
     def _write_probe(self, prefix, step):
         count = num_samples(self._probe_x)
         q_values, probe = self._run_probe()
+        # On the host from here: tf.summary takes NumPy on every backend.
+        q_values = to_numpy(q_values)
+        probe = type(probe)(*(to_numpy(value) for value in probe))
         num_actions = q_values.shape[-1]
         delta = probe.reward_prediction_error
+        tf.summary.scalar(f"{prefix}/reward", np.mean(probe.rewards), step)
+        tf.summary.scalar(f"{prefix}/rpe_mean", np.mean(delta), step)
+        tf.summary.scalar(f"{prefix}/rpe_std", np.std(delta), step)
         tf.summary.scalar(
-            f"{prefix}/reward", tf.reduce_mean(probe.rewards), step
-        )
-        tf.summary.scalar(f"{prefix}/rpe_mean", tf.reduce_mean(delta), step)
-        tf.summary.scalar(f"{prefix}/rpe_std", tf.math.reduce_std(delta), step)
-        tf.summary.scalar(
-            f"{prefix}/explore_rate", tf.reduce_mean(probe.explored), step
+            f"{prefix}/explore_rate", np.mean(probe.explored), step
         )
         buckets = self.histogram_buckets
         _write_histogram(f"{prefix}/q_values", q_values, buckets, step)
@@ -366,7 +397,7 @@ class BrainPropMonitor(keras.callbacks.Callback):
         counts = _write_action_histogram(
             f"{prefix}/actions", probe.actions, num_actions, step
         )
-        greedy = probe.greedy_actions.numpy()
+        greedy = probe.greedy_actions
         labels = class_labels(self._probe_y, num_actions)
         for action in range(num_actions):
             tf.summary.scalar(
@@ -384,11 +415,15 @@ class BrainPropMonitor(keras.callbacks.Callback):
 
     def _write_update_norms(self, unit, step, snapshot):
         for layer, indices in self._layer_indices.items():
-            old = [tf.cast(snapshot[i], "float32") for i in indices]
-            new = [tf.cast(self._weights[i], "float32") for i in indices]
-            norm = tf.linalg.global_norm([n - o for n, o in zip(new, old)])
-            relative = tf.math.divide_no_nan(norm, tf.linalg.global_norm(old))
-            tf.summary.scalar(f"{unit}/update_norm/{layer}", norm, step)
+            old = [ops.cast(snapshot[i], "float32") for i in indices]
+            new = [ops.cast(self._weights[i], "float32") for i in indices]
+            norm = _global_norm([n - o for n, o in zip(new, old)])
+            relative = ops.divide_no_nan(norm, _global_norm(old))
             tf.summary.scalar(
-                f"{unit}/relative_update_norm/{layer}", relative, step
+                f"{unit}/update_norm/{layer}", to_numpy(norm), step
+            )
+            tf.summary.scalar(
+                f"{unit}/relative_update_norm/{layer}",
+                to_numpy(relative),
+                step,
             )

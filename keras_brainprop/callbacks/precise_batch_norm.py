@@ -28,6 +28,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     `EarlyStopping(restore_best_weights=True)`), the statistics kept with
     the best epoch's weights are the re-estimated ones.
 
+    It works on every Keras backend (the data is read through NumPy).
+
     Args:
         data: A `tf.data.Dataset` of training batches, `(x, y)` tuples or
             `x` alone, e.g. the training data given to `fit`. Each
@@ -74,8 +76,10 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         if not layers:
             return
         momenta = [layer.momentum for layer in layers]
+        # As NumPy: the network may run on another backend than tf.data.
+        batches = self.data.take(self.num_batches).as_numpy_iterator()
         try:
-            for count, batch in enumerate(self.data.take(self.num_batches)):
+            for count, batch in enumerate(batches):
                 # Momentum count / (count + 1) makes the moving statistics
                 # the running mean of the batches' statistics so far.
                 for layer in layers:

@@ -1,10 +1,13 @@
 """The command line shared by `python -m keras_brainprop`, examples/ and
-benchmarks/: absl flags, the `tf.distribute` strategy they choose, and the
+benchmarks/: absl flags, the data-parallel setup they choose, and the
 tables and error messages they print.
 
 `define_flags` defines the flags, `run_kwargs` reads them back as keyword
-arguments of `experiment.run`, and `make_strategy` creates the strategy
-named by `--strategy`. In a multi-worker cluster `chief_outputs` keeps the
+arguments of `experiment.run`, and `make_strategy` creates what
+`--strategy` names for the Keras backend: a `tf.distribute` strategy under
+TensorFlow, a `keras.distribution.DataParallel` under JAX ("data_parallel"),
+one device under PyTorch; `num_replicas` and `strategy_scope` read it
+whatever it is. In a multi-worker cluster `chief_outputs` keeps the
 written files on the chief. `run_script` runs a script's `main` so that a
 missing dataset, a bad value or a bad flag ends it with one message, not a
 traceback, and a run that diverged with a non-zero exit status
@@ -52,13 +55,19 @@ from keras_brainprop.cli._scripts import raise_if_diverged
 from keras_brainprop.cli._scripts import run_script
 from keras_brainprop.cli._scripts import setting_overrides
 from keras_brainprop.cli._strategy import STRATEGIES
+from keras_brainprop.cli._strategy import STRATEGY_HELP
+from keras_brainprop.cli._strategy import TENSORFLOW_STRATEGIES
 from keras_brainprop.cli._strategy import chief_outputs
 from keras_brainprop.cli._strategy import is_chief
 from keras_brainprop.cli._strategy import make_strategy
+from keras_brainprop.cli._strategy import num_replicas
+from keras_brainprop.cli._strategy import strategy_scope
 
 __all__ = [
     "LEARNING_RATE_MESSAGE",
     "STRATEGIES",
+    "STRATEGY_HELP",
+    "TENSORFLOW_STRATEGIES",
     "brainprop_options",
     "chief_outputs",
     "define_flags",
@@ -69,9 +78,11 @@ __all__ = [
     "is_learning_rate",
     "make_strategy",
     "markdown_table",
+    "num_replicas",
     "only_with",
     "raise_if_diverged",
     "run_kwargs",
     "run_script",
     "setting_overrides",
+    "strategy_scope",
 ]

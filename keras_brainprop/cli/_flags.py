@@ -12,6 +12,7 @@ from keras_brainprop import feedback
 from keras_brainprop import policies
 from keras_brainprop import settings
 from keras_brainprop.cli._strategy import STRATEGIES
+from keras_brainprop.cli._strategy import STRATEGY_HELP
 
 # The flags `define_flags` defines belong to the script that calls it, so
 # that its `--help` lists them (not only `--helpfull`).
@@ -138,7 +139,7 @@ def define_flags(
     seeds="0",
     verbose=1,
     strategy=None,
-    strategies=STRATEGIES[:3],
+    strategies=STRATEGIES[:4],
     flag_values=flags.FLAGS,
 ):
     """Defines the absl flags shared by the CLI, examples and benchmarks.
@@ -148,10 +149,11 @@ def define_flags(
     `--learning_rate` (finite, > 0), `--patience`, `--max_train_examples`,
     `--precise_batch_norm` and `--verbose`; `--algorithm`, `--dataset` and
     `--architecture` when a default is given for them; `--strategy` and
-    `--cpu_replicas` (only with `--strategy=mirrored`) when `strategy` is
-    given. Names are
-    case-insensitive, as in the Python API. The flags count as the calling
-    script's flags, so its `--help` lists them. Read them back with
+    `--cpu_replicas` (only with `--strategy=mirrored` or `data_parallel`)
+    when `strategy` is given (`STRATEGY_HELP` says which Keras backend
+    takes which). Names are case-insensitive, as in the Python API. The
+    flags count as the calling script's flags, so its `--help` lists them.
+    Read them back with
     `run_kwargs`, `algorithms.get(FLAGS.algorithm)` and
     `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
 
@@ -166,7 +168,8 @@ def define_flags(
         seeds: Default of `--seeds`, a comma-separated string.
         verbose: Default of `--verbose`.
         strategy: Default of `--strategy`, or None for no such flag.
-        strategies: The values `--strategy` accepts (`STRATEGIES`).
+        strategies: The values `--strategy` accepts (`STRATEGIES`; all
+            but "tpu" by default).
         flag_values: The `absl.flags.FlagValues` to define them in.
 
     Example:
@@ -208,20 +211,26 @@ def define_flags(
             "strategy",
             strategy,
             strategies,
-            "The tf.distribute strategy to train under (see "
-            "cli.make_strategy); --batch_size stays the global batch.",
+            STRATEGY_HELP,
             case_sensitive=False,
             flag_values=flag_values,
         )
         flags.DEFINE_integer(
             "cpu_replicas",
             0,
-            "mirrored only: if > 0, split the CPU into this many logical "
-            "devices and use them as the replicas instead of the GPUs.",
+            "mirrored and data_parallel only: if > 0, split the CPU into "
+            "this many logical devices (mirrored) or JAX CPU devices "
+            "(data_parallel) and use them as the replicas instead of the "
+            "GPUs.",
             lower_bound=0,
             flag_values=flag_values,
         )
-        only_with("cpu_replicas", "strategy", ("mirrored",), flag_values)
+        only_with(
+            "cpu_replicas",
+            "strategy",
+            ("mirrored", "data_parallel"),
+            flag_values,
+        )
     flags.DEFINE_integer(
         "epochs",
         epochs,

@@ -18,13 +18,18 @@ gives the same run, and the same data to both algorithms. Several seeds
 give the mean and standard deviation of the results (`results`), as
 reported in the paper.
 
+It runs on the Keras backend `KERAS_BACKEND` names (TensorFlow, JAX or
+PyTorch), data-parallel with a `strategy` the backend supports
+(`run`), and every `Result` and summary records the backend.
+
 With `output_dir`, `run` writes into `<output_dir>/<dataset>_<architecture>_
-<algorithm>/` (`reporting`): `summary.json` (all results and settings,
-`Result.to_dict`), `accuracy.png` (validation accuracy of every seed) and
-per seed, in `seed_<seed>/`, `history.json` (the per-epoch logs and epoch
-durations), `model.weights.h5` (the network's weights of the best epoch,
-loadable into `architectures.build(...)`) and `accuracy.png` (training and
-validation accuracy per epoch). Plots need matplotlib and are skipped
+<algorithm>/` (with `_<backend>` added under JAX and PyTorch; `reporting`):
+`summary.json` (all results and settings, `Result.to_dict`), `accuracy.png`
+(validation accuracy of every seed) and per seed, in `seed_<seed>/`,
+`history.json` (the per-epoch logs and epoch durations), `model.weights.h5`
+(the network's weights of the best epoch, loadable into
+`architectures.build(...)`) and `accuracy.png` (training and validation
+accuracy per epoch). Plots need matplotlib and are skipped
 without it.
 
 A script that wants to show its own `wrap` / `compile` / `fit` passes

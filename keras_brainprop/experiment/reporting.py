@@ -112,7 +112,8 @@ def summarize(result):
             for run in result.runs
         },
         os.path.join(result.output_dir, "accuracy.png"),
-        title=f"{result.algorithm}: {result.dataset} {result.architecture}",
+        title=f"{result.algorithm}: {result.dataset} {result.architecture} "
+        f"({result.backend})",
         ylabel="validation accuracy",
     )
     return path

@@ -1,6 +1,7 @@
 """The results of an experiment: per seed and over seeds, to and from JSON."""
 
 import dataclasses
+import importlib
 
 import keras
 import numpy as np
@@ -107,6 +108,10 @@ class Result:
         setting: The name of the algorithm's setting (`settings`), e.g.
             "paper" or "recommended"; None for a file that does not
             record it.
+        backend: The Keras backend the runs trained on, "tensorflow",
+            "jax" or "torch"; by default this process's. Files that do not
+            record it were written when keras_brainprop ran on TensorFlow
+            only, so they read back as "tensorflow".
         hyperparameters: The `architectures.Hyperparameters` used.
         max_epochs: The epoch limit of the run.
         runs: One `SeedResult` per seed, in order.
@@ -129,6 +134,7 @@ class Result:
     feedback: str = "symmetric"
     policy: str | None = None
     setting: str | None = None
+    backend: str = dataclasses.field(default_factory=keras.backend.backend)
 
     seeds = _per_seed("seed")
     test_accuracies = _per_seed("test_accuracy")
@@ -149,16 +155,18 @@ class Result:
 
     def summary(self):
         """Returns a one-line, human-readable summary of the results."""
+        name = (
+            f"{self.dataset} {self.architecture} {self.algorithm} on "
+            f"{self.backend}"
+        )
         if self.diverged_seeds:
             seeds = ", ".join(map(str, self.diverged_seeds))
             return (
-                f"{self.dataset} {self.architecture} {self.algorithm}: "
-                f"training diverged (the loss became NaN or Inf) with seed(s) "
-                f"{seeds} of {len(self.runs)}: no test accuracy"
+                f"{name}: training diverged (the loss became NaN or Inf) "
+                f"with seed(s) {seeds} of {len(self.runs)}: no test accuracy"
             )
         return (
-            f"{self.dataset} {self.architecture} {self.algorithm}: test "
-            f"accuracy {self.mean_test_accuracy:.4f} ± "
+            f"{name}: test accuracy {self.mean_test_accuracy:.4f} ± "
             f"{self.std_test_accuracy:.4f} over {len(self.runs)} seed(s), "
             f"best epoch {self.mean_best_epoch:.1f} ± "
             f"{self.std_best_epoch:.1f}, "
@@ -174,8 +182,10 @@ class Result:
                 `summary.json` or from `benchmarks/compare.py`'s
                 `results.json`. An algorithm stored under a former name
                 ("ebp") gets its current one ("backprop"); files written
-                before feedback rules existed are "symmetric", and those
-                that do not record the policy or setting have None.
+                before feedback rules existed are "symmetric", those
+                that do not record the policy or setting have None, and
+                those that do not record the backend (all written under
+                TensorFlow) are "tensorflow".
 
         Returns:
             The `Result`; `output_dir` is None.
@@ -188,6 +198,7 @@ class Result:
                 "feedback": "symmetric",
                 "policy": None,
                 "setting": None,
+                "backend": "tensorflow",
                 **data,
             }
             fields = {
@@ -216,6 +227,7 @@ class Result:
             "feedback": self.feedback,
             "policy": self.policy,
             "setting": self.setting,
+            "backend": self.backend,
             "hyperparameters": dataclasses.asdict(self.hyperparameters),
             "max_epochs": self.max_epochs,
             "num_train_examples": self.num_train_examples,
@@ -224,8 +236,18 @@ class Result:
         }
         data.update({key: getattr(self, key) for key in _SUMMARY_KEYS})
         data["runs"] = [dataclasses.asdict(run) for run in self.runs]
-        data["versions"] = {
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        }
+        data["versions"] = _versions(self.backend)
         return data
+
+
+def _versions(backend):
+    """The versions of Keras, TensorFlow and the backend's library."""
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    if backend in ("jax", "torch"):
+        try:
+            module = importlib.import_module(backend)
+        except ImportError:
+            # A file of another machine's backend, rewritten here.
+            return versions
+        versions[backend] = module.__version__
+    return versions

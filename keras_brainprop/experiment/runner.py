@@ -20,6 +20,7 @@ from keras_brainprop import settings
 from keras_brainprop.callbacks import PreciseBatchNorm
 from keras_brainprop.experiment import protocol
 from keras_brainprop.experiment import reporting
+from keras_brainprop.experiment._uneven_batches import replicate_uneven_batches
 from keras_brainprop.experiment.results import Result
 from keras_brainprop.experiment.results import SeedResult
 
@@ -205,6 +206,33 @@ def _setting_name(algorithm):
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
+def _check_strategy(strategy, backend):
+    """Refuses a data-parallel setup the Keras backend cannot train under."""
+    if strategy is None:
+        return
+    # keras.distribution has no public base class: a mesh tells it apart.
+    if hasattr(strategy, "device_mesh"):
+        if backend != "jax":
+            raise ValueError(
+                "A keras.distribution distribution trains under the JAX "
+                "backend only in Keras 3.15 (KERAS_BACKEND=jax); under "
+                "TensorFlow use a tf.distribute strategy, and PyTorch trains "
+                f"on one device. Received: strategy={strategy!r} with "
+                f"KERAS_BACKEND={backend!r}"
+            )
+        replicate_uneven_batches()
+        return
+    # TensorFlow's default strategy is one device: harmless anywhere.
+    if backend != "tensorflow" and strategy is not tf.distribute.get_strategy():
+        raise ValueError(
+            "A tf.distribute strategy trains under the TensorFlow backend "
+            "only (KERAS_BACKEND=tensorflow); under JAX use "
+            "keras.distribution.DataParallel, and PyTorch trains on one "
+            f"device. Received: strategy={strategy!r} with "
+            f"KERAS_BACKEND={backend!r}"
+        )
+
+
 def _for_seed(algorithm, seed):
     # An unseeded algorithm (BrainProp's exploration) takes the run's seed,
     # so that a seed names one run.
@@ -256,9 +284,12 @@ def run(
         seeds: Seeds, one full run each.
         data_dir: Optional directory with a local copy of the data.
         output_dir: If set, write the results, weights and plots into
-            `<output_dir>/<dataset>_<architecture>_<algorithm name>/`.
+            `<output_dir>/<dataset>_<architecture>_<algorithm name>/`;
+            under JAX or PyTorch, the backend ends the folder's name
+            (`..._jax`), after any rule, policy or setting.
         logdir: If set, log TensorBoard summaries into `<logdir>/<dataset>_
-            <architecture>_<algorithm name>/seed_<seed>/`.
+            <architecture>_<algorithm name>/seed_<seed>/` (the folder named
+            as in `output_dir`).
         batch_size: Override of the paper's batch size.
         learning_rate: Override of the initial learning rate: the paper's
             0.1, or the rate of a BrainProp `setting`.
@@ -268,8 +299,13 @@ def run(
             validation.
         verbose: Keras verbosity: 0 silent, 1 progress bar, 2 one line per
             epoch.
-        strategy: Optional `tf.distribute.Strategy`; `train_fn` runs in
-            its scope.
+        strategy: Optional data-parallel setup for the Keras backend, in
+            whose scope `train_fn` runs: a `tf.distribute.Strategy` under
+            TensorFlow, a `keras.distribution` distribution (such as
+            `DataParallel`) under JAX; PyTorch trains on one device (Keras
+            3.15 has no PyTorch distribution). Under JAX, a batch that does
+            not split evenly over the devices (the last of an epoch) goes
+            whole to each.
         feedback: Optional feedback rule (`keras_brainprop.feedback`) or
             its name, for either algorithm; it replaces the algorithm's
             own (default `Symmetric`). A rule other than "symmetric" is
@@ -292,10 +328,11 @@ def run(
 
     Raises:
         ValueError: For unknown names, no seeds or a repeated one, `epochs`
-            below 1, or a learning rate that is not a finite number > 0;
-            all before any data loads. A seed whose training diverges
-            does not raise: its `SeedResult` has `diverged=True` and NaN
-            test metrics, and `Result.diverged_seeds` lists it.
+            below 1, a learning rate that is not a finite number > 0, or a
+            `strategy` the Keras backend cannot train under; all before
+            any data loads. A seed whose training diverges does not
+            raise: its `SeedResult` has `diverged=True` and NaN test
+            metrics, and `Result.diverged_seeds` lists it.
 
     Example:
 
@@ -333,6 +370,8 @@ def run(
             "`learning_rate` must be a finite number > 0. "
             f"Received: learning_rate={learning_rate!r}"
         )
+    backend = keras.backend.backend()
+    _check_strategy(strategy, backend)
     # A BrainProp setting chooses the policy and rate for the network.
     setting = _resolved_setting(algorithm, dataset, architecture)
     if learning_rate is None and setting is not None:
@@ -361,6 +400,10 @@ def run(
     setting_name = _setting_name(algorithm)
     if setting_name != "paper":
         name += f"_{setting_name}"
+    # Runs of other backends keep out of TensorFlow's (and each other's)
+    # folders.
+    if backend != "tensorflow":
+        name += f"_{backend}"
     run_dir = None if output_dir is None else os.path.join(output_dir, name)
     runs = []
     for seed in seeds:
@@ -435,6 +478,7 @@ def run(
         num_validation_examples=splits.num_validation_examples,
         num_test_examples=splits.num_test_examples,
         output_dir=run_dir,
+        backend=backend,
     )
     reporting.summarize(result)
     return result

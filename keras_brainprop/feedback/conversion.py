@@ -186,7 +186,10 @@ def apply(network, rule=None):
     config) is returned as it is; under another rule, conversion starts
     from its plain network (new feedback weights). Call `apply()` where the
     network's variables should live, e.g. inside a `tf.distribute` strategy
-    scope.
+    scope (TensorFlow) or a `keras.distribution` scope (JAX). It uses Keras
+    layers and `keras.ops` only and converts alike on every backend; the
+    drawn feedback weights are the backend's draws (see
+    `FeedbackAlignment`'s seed).
 
     A converted network saved on its own (`network.save(...)`) loads only
     where `keras_brainprop` has been imported: Keras imports no other

@@ -2,26 +2,51 @@
 
 `BrainPropMonitor` writes these to TensorBoard for a network converted by
 `feedback.apply()`; they can also be computed directly, e.g. in a notebook.
+They run on every Keras backend and give the same numbers on each for the
+same weights, data and actions: angles and norms are computed on the host
+in float64 NumPy (JAX computes in float32 unless x64 is enabled). A policy
+that explores draws its actions with the backend's own random numbers, so
+its draws, and the numbers that follow from them, differ between backends.
 """
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
+from keras_brainprop import backend
 from keras_brainprop.feedback.conversion import _network_of
 from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import to_plain
 from keras_brainprop.step import brainprop_step
 
 
+def _to_numpy(values):
+    """`values` (a backend tensor, a variable or an array) as NumPy."""
+    if isinstance(values, keras.Variable):
+        # Read through a tensor: NumPy 2 warns on the array protocol of
+        # Keras' and TensorFlow's variables.
+        values = ops.copy(values)
+    return ops.convert_to_numpy(values)
+
+
+def _flat_float64(values):
+    return np.ravel(_to_numpy(values)).astype("float64")
+
+
+def _norm(values):
+    return float(np.linalg.norm(_flat_float64(values)))
+
+
 def _angle_degrees(a, b):
-    a = tf.reshape(tf.cast(a, "float64"), [-1])
-    b = tf.reshape(tf.cast(b, "float64"), [-1])
-    norms = tf.norm(a) * tf.norm(b)
-    if float(norms) == 0.0:
-        return float("nan")  # No direction to compare.
-    cosine = float(tf.reduce_sum(a * b) / norms)
+    a, b = _flat_float64(a), _flat_float64(b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(a) * np.linalg.norm(b)
+        if norms == 0.0:
+            return float("nan")  # No direction to compare.
+        cosine = float(np.dot(a, b) / norms)
     if math.isnan(cosine):
         # NaN or Inf entries: no angle. (Clamped, NaN would read as 180.)
         return float("nan")
@@ -52,10 +77,8 @@ def weight_alignment(network):
     """
     alignment = {}
     for layer in feedback_layers(_network_of(network)):
-        kernel_norm = float(tf.norm(tf.cast(layer.kernel, "float64")))
-        feedback_norm = float(
-            tf.norm(tf.cast(layer.feedback_kernel, "float64"))
-        )
+        kernel_norm = _norm(layer.kernel)
+        feedback_norm = _norm(layer.feedback_kernel)
         ratio = feedback_norm / kernel_norm if kernel_norm else float("nan")
         alignment[layer.name] = (
             _angle_degrees(layer.kernel, layer.feedback_kernel),
@@ -65,10 +88,34 @@ def weight_alignment(network):
 
 
 def _kernel_gradients(network, kernels, x, y, reward, policy, step, seed):
-    with tf.GradientTape() as tape:
-        q_values = tf.cast(network(x, training=False), "float32")
-        loss = brainprop_step(q_values, y, reward, policy, step, seed).loss
-    return tape.gradient(loss, kernels)
+    """The loss's gradients in `kernels`, flat float64 NumPy arrays.
+
+    A kernel the network does not train (a frozen layer) has no update:
+    zeros, so that its angle is NaN and the overall angle leaves it out.
+    """
+
+    def loss(q_values):
+        q_values = ops.cast(q_values, "float32")
+        return brainprop_step(q_values, y, reward, policy, step, seed).loss
+
+    grads = backend.gradients(network, x, loss)
+    by_variable = {
+        id(variable): grad
+        for variable, grad in zip(network.trainable_variables, grads)
+    }
+    return [
+        np.zeros(math.prod(kernel.shape))
+        if by_variable.get(id(kernel)) is None
+        else _flat_float64(by_variable[id(kernel)])
+        for kernel in kernels
+    ]
+
+
+def _policy_inputs(step, seed):
+    # Tensors, not the optimizer's step variable: under JAX the network
+    # runs as a pure function of arrays.
+    step = None if step is None else ops.convert_to_tensor(step)
+    return step, ops.convert_to_tensor(seed, "int32")
 
 
 def update_alignment(
@@ -81,7 +128,8 @@ def update_alignment(
     with respect to each converted layer's kernel: once through the
     network's feedback weights, once through the forward weights (what
     `Symmetric` would apply, i.e. backprop of `Q[action]`). The top layer's
-    angle is 0: its error comes straight from the prediction error.
+    angle is 0: its error comes straight from the prediction error. A
+    frozen layer has no update: its angle is NaN.
 
     Args:
         network: a network converted by `feedback.apply()`, or a
@@ -107,7 +155,7 @@ def update_alignment(
     # The plain network shares these kernels: the same variables, reached
     # through the forward weights instead of the feedback ones.
     kernels = [layer.kernel for layer in layers]
-    seed = tf.cast(seed, "int32")
+    step, seed = _policy_inputs(step, seed)
     through_feedback, backprop = (
         _kernel_gradients(net, kernels, x, y, reward, policy, step, seed)
         for net in (network, plain)
@@ -117,8 +165,7 @@ def update_alignment(
         for layer, ours, exact in zip(layers, through_feedback, backprop)
     }
     angles["all"] = _angle_degrees(
-        tf.concat([tf.reshape(g, [-1]) for g in through_feedback], 0),
-        tf.concat([tf.reshape(g, [-1]) for g in backprop], 0),
+        np.concatenate(through_feedback), np.concatenate(backprop)
     )
     return angles
 
@@ -143,13 +190,14 @@ def attention_maps(
             choose the action whose feedback is shown.
 
     Returns:
-        Float32 maps `[n, height, width, 1]` in [0, 1].
+        Float32 maps `[n, height, width, 1]` in [0, 1], a tensor of the
+        Keras backend.
 
     Raises:
         ValueError: if `images` is not a batch of images (rank 4).
     """
-    images = tf.convert_to_tensor(images, "float32")
-    if images.shape.rank != 4:
+    images = ops.convert_to_tensor(images, "float32")
+    if len(images.shape) != 4:
         raise ValueError(
             "attention_maps() shows the feedback reaching input images, "
             "float [n, height, width, channels]; for other inputs use "
@@ -157,26 +205,29 @@ def attention_maps(
             f"with shape {tuple(images.shape)}"
         )
     network = _network_of(network)
-    with tf.GradientTape() as tape:
-        tape.watch(images)
-        q_values = tf.cast(network(images, training=False), "float32")
+    step, seed = _policy_inputs(step, seed)
+
+    def chosen_q_value(q_values):
+        q_values = ops.cast(q_values, "float32")
         actions = brainprop_step(
-            tf.stop_gradient(q_values),
-            y,
-            reward,
-            policy,
-            step,
-            tf.cast(seed, "int32"),
+            ops.stop_gradient(q_values), y, reward, policy, step, seed
         ).actions
-        chosen = tf.gather(q_values, actions, batch_dims=1)
-    maps = tf.reduce_sum(tf.abs(tape.gradient(chosen, images)), -1, True)
+        chosen = ops.take_along_axis(
+            q_values, ops.expand_dims(actions, -1), axis=-1
+        )
+        return ops.sum(chosen)
+
+    _, input_gradient = backend.gradients(
+        network, images, chosen_q_value, wrt_inputs=True
+    )
+    maps = ops.sum(ops.abs(input_gradient), axis=-1, keepdims=True)
     return _unit_range(maps)
 
 
 def _unit_range(images):
-    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
-    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
-    return tf.math.divide_no_nan(images - low, high - low)
+    low = ops.min(images, axis=(1, 2, 3), keepdims=True)
+    high = ops.max(images, axis=(1, 2, 3), keepdims=True)
+    return ops.divide_no_nan(images - low, high - low)
 
 
 def write_summaries(prefix, network, x, y, model, step, seed, plain=None):
@@ -186,8 +237,9 @@ def write_summaries(prefix, network, x, y, model, step, seed, plain=None):
     `PREFIX/update_angle/LAYER` and `PREFIX/update_angle/all`; with probe
     images `[n, h, w, c]`, images `PREFIX/input` and `PREFIX/attention`
     (`attention_maps`) of the first three. Call it inside a default
-    summary writer. Nothing is written for a network without feedback
-    weights.
+    summary writer (`tf.summary`, on every Keras backend: the values are
+    handed to it as NumPy). Nothing is written for a network without
+    feedback weights.
 
     Args:
         prefix: the tags' prefix.
@@ -209,10 +261,12 @@ def write_summaries(prefix, network, x, y, model, step, seed, plain=None):
     )
     for name, angle in angles.items():
         tf.summary.scalar(f"{prefix}/update_angle/{name}", angle, step)
-    if isinstance(x, (tf.Tensor, np.ndarray)) and len(x.shape) == 4:
+    if not keras.tree.is_nested(x) and len(x.shape) == 4:
         few = 3
         y_few = (
-            None if y is None else tf.nest.map_structure(lambda t: t[:few], y)
+            None
+            if y is None
+            else keras.tree.map_structure(lambda t: t[:few], y)
         )
         maps = attention_maps(
             network,
@@ -223,8 +277,18 @@ def write_summaries(prefix, network, x, y, model, step, seed, plain=None):
             iterations,
             seed,
         )
-        images = _unit_range(tf.cast(x[:few], "float32"))
+        images = _unit_range(ops.cast(x[:few], "float32"))
         if images.shape[-1] not in (1, 3, 4):
-            images = tf.reduce_mean(images, -1, keepdims=True)
-        tf.summary.image(f"{prefix}/input", images, step, max_outputs=few)
-        tf.summary.image(f"{prefix}/attention", maps, step, max_outputs=few)
+            images = ops.mean(images, axis=-1, keepdims=True)
+        tf.summary.image(
+            f"{prefix}/input",
+            ops.convert_to_numpy(images),
+            step,
+            max_outputs=few,
+        )
+        tf.summary.image(
+            f"{prefix}/attention",
+            ops.convert_to_numpy(maps),
+            step,
+            max_outputs=few,
+        )

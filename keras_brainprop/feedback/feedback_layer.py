@@ -1,9 +1,9 @@
 """FeedbackLayer: a layer whose error goes down through feedback weights."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from keras_brainprop import backend
 from keras_brainprop.feedback import rules as rules_lib
 from keras_brainprop.layers import LocallyConnected2D
 
@@ -68,37 +68,6 @@ def _add_bias_and_activate(layer, outputs):
     if layer.activation is not None:
         outputs = layer.activation(outputs)
     return outputs
-
-
-def _linear_with_feedback(op, inputs, kernel, feedback, learns_feedback):
-    """`op(inputs, kernel)` whose error reaches `inputs` through `feedback`.
-
-    The backward pass computes, for the error `upstream` at the output,
-    the error at the input as `op`'s vector-Jacobian product in `inputs`
-    with `feedback` in place of `kernel`, and the kernel's gradient as
-    `op`'s product in `kernel` (presynaptic activity times the error, as
-    backprop). `op` is linear in both arguments, so neither product needs
-    the forward value of its own `op` call: graph and XLA compilation drop
-    those calls, and the backward costs what backprop's does.
-    """
-
-    @tf.custom_gradient
-    def forward(x, w, b):
-        def backward(upstream):
-            with tf.GradientTape() as tape:
-                tape.watch([x, w])
-                via_feedback = op(x, b)
-                via_kernel = op(tf.stop_gradient(x), w)
-            grad_x, grad_w = tape.gradient(
-                [via_feedback, via_kernel],
-                [x, w],
-                output_gradients=[upstream, upstream],
-            )
-            return grad_x, grad_w, grad_w if learns_feedback else None
-
-        return op(x, w), backward
-
-    return forward(inputs, kernel, feedback)
 
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
@@ -255,7 +224,9 @@ class FeedbackLayer(keras.layers.Wrapper):
         inputs = ops.cast(inputs, self.compute_dtype)
         kernel = ops.cast(self.kernel, self.compute_dtype)
         feedback = ops.cast(self.feedback_kernel, self.compute_dtype)
-        outputs = _linear_with_feedback(
+        # The error reaches the inputs through the feedback weights, the
+        # kernel learns as with backprop (see backend.linear_with_feedback).
+        outputs = backend.linear_with_feedback(
             _kernel_op(self.layer),
             inputs,
             kernel,

@@ -197,7 +197,12 @@ class FeedbackAlignment(_RandomFeedback):
         seed: non-negative int (a NumPy integer too) from which every
             layer's feedback seed derives, or None to derive it from the
             initializer's seed, or else from Python's global random state
-            (which `keras.utils.set_random_seed()` sets).
+            (which `keras.utils.set_random_seed()` sets). A seed draws the
+            same feedback weights every time on one Keras backend. Keras'
+            initializers draw with each backend's own generator, so on
+            another backend the same seed draws other weights of the same
+            distribution, as it does for the forward kernels; a saved
+            model (`.keras`) carries both to every backend.
 
     Example:
 
@@ -294,7 +299,7 @@ class KolenPollack(_RandomFeedback):
         initializer: initializer of the feedback weights, or None for each
             layer's own `kernel_initializer` (see `FeedbackAlignment`).
         seed: non-negative int seed of the feedback weights' draw, or None
-            (see `FeedbackAlignment`).
+            (see `FeedbackAlignment`, also for other backends' draws).
 
     Example:
 

@@ -6,19 +6,21 @@ recommended setting when some classes are never the greedy choice (see its
 docstring). Exploration parameters (`epsilon`, `temperature`, `bonus`) accept
 a real number, a `keras.optimizers.schedules.LearningRateSchedule`, or any
 callable of the training step, so exploration can be annealed. A schedule's
-values are checked at run time; under XLA, which drops assertions, they are
-clipped into their valid range instead.
+values are checked at run time and also clipped into their valid range,
+for TensorFlow's XLA (`jit_compile=True`), which drops the checks.
 
-Policies draw with TensorFlow's stateless random ops from a `[2]` int seed
-that the model derives for every step (and every replica) from its
-`keras.random.SeedGenerator`, so `keras.utils.set_random_seed(seed)` makes
-runs reproducible and resumed runs continue the same random stream.
+Policies draw with the backend's stateless draws (`keras_brainprop.backend`)
+from a seed `[2]` that the model derives for every step (and every replica)
+from its `keras.random.SeedGenerator`, so `keras.utils.set_random_seed(seed)`
+makes runs reproducible and resumed runs continue the same random stream.
 
-Each mode repeats its own draws: the same seed gives the same actions in
-eager and graph mode, but other ones under `jit_compile=True`, since XLA
-turns the same random bits into floats and categorical samples by other
-methods than TensorFlow's kernels (`Greedy` draws nothing and agrees). A
-seeded run compiled with XLA reproduces itself, not the run without XLA.
+A seed gives the same actions every time within one backend and mode, but
+other ones on another backend. Under TensorFlow eager and graph mode agree,
+but `jit_compile=True` draws other ones, since XLA turns the same random
+bits into floats and categorical samples by other methods than TensorFlow's
+kernels (`Greedy` draws nothing and agrees): a seeded run compiled with XLA
+reproduces itself, not the run without XLA. Under JAX a seed draws the same
+with or without `jit`.
 """
 
 import keras

@@ -1,8 +1,9 @@
 """The `Policy` base class and the paper's family of policies."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
+from keras_brainprop import backend
 from keras_brainprop.policies._parameters import _TINY
 from keras_brainprop.policies._parameters import _check_parameter
 from keras_brainprop.policies._parameters import _deserialize_parameter
@@ -23,9 +24,10 @@ class Policy:
         Args:
             q_values: float tensor `[batch, actions]`.
             step: scalar int tensor, the training step (for schedules).
-            seed: int tensor `[2]`, a fresh stateless seed for this call.
+            seed: a fresh seed `[2]` for this call's draws (see
+                `keras_brainprop.backend`).
         """
-        return self.select(tf.cast(q_values, "float32"), step, seed)
+        return self.select(ops.cast(q_values, "float32"), step, seed)
 
     def select(self, q_values, step, seed):
         raise NotImplementedError
@@ -45,22 +47,23 @@ class Policy:
 
 
 def _greedy(q_values):
-    return tf.argmax(q_values, axis=-1, output_type="int32")
+    # The first of tied maxima, as `tf.argmax`: `keras.ops.argmax` ranks
+    # -0.0 below 0.0 on some backends, so signed zeros are made equal.
+    q_values = ops.where(
+        ops.equal(q_values, 0), ops.zeros_like(q_values), q_values
+    )
+    return ops.cast(ops.argmax(q_values, axis=-1), "int32")
 
 
 def _boltzmann(q_values, temperature, seed):
     # Shifting by the maximum keeps the logits finite for tiny temperatures
     # (the greedy logit is 0, the others at worst -inf).
-    logits = (q_values - tf.reduce_max(q_values, -1, keepdims=True)) / (
-        temperature
-    )
-    draws = tf.random.stateless_categorical(logits, 1, seed, dtype="int32")
-    # Non-finite logits make the op return `actions`: stay in range.
-    return tf.minimum(draws[:, 0], tf.shape(q_values)[1] - 1)
+    logits = (q_values - ops.max(q_values, -1, keepdims=True)) / temperature
+    return backend.categorical(logits, seed)
 
 
 def _explore_mask(q_values, epsilon, seed):
-    coins = tf.random.stateless_uniform(tf.shape(q_values)[:1], seed)
+    coins = backend.uniform(ops.shape(q_values)[:1], seed)
     return coins < epsilon
 
 
@@ -98,18 +101,11 @@ class EpsilonGreedy(Policy):
 
     def select(self, q_values, step, seed):
         epsilon = _value_at("epsilon", self.epsilon, step, 0.0, 1.0)
-        action_seed, coin_seed = tf.unstack(
-            tf.random.experimental.stateless_split(seed, 2)
-        )
-        random_actions = tf.random.stateless_uniform(
-            tf.shape(q_values)[:1],
-            action_seed,
-            minval=0,
-            maxval=tf.shape(q_values)[1],
-            dtype="int32",
-        )
+        action_seed, coin_seed = backend.split(seed, 2)
+        batch, num_actions = ops.shape(q_values)
+        random_actions = backend.uniform_int([batch], num_actions, action_seed)
         explore = _explore_mask(q_values, epsilon, coin_seed)
-        return tf.where(explore, random_actions, _greedy(q_values))
+        return ops.where(explore, random_actions, _greedy(q_values))
 
     def get_config(self):
         return {"epsilon": _serialize_parameter(self.epsilon)}
@@ -191,9 +187,7 @@ def _max_boltzmann(q_values, epsilon, temperature, step, seed):
     temperature = _value_at(
         "temperature", temperature, step, _TINY, float("inf")
     )
-    draw_seed, coin_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 2)
-    )
+    draw_seed, coin_seed = backend.split(seed, 2)
     drawn = _boltzmann(q_values, temperature, draw_seed)
     explore = _explore_mask(q_values, epsilon, coin_seed)
-    return tf.where(explore, drawn, _greedy(q_values))
+    return ops.where(explore, drawn, _greedy(q_values))

@@ -1,7 +1,7 @@
 """`Discovery`: the paper's policy with optimism for neglected actions."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_brainprop.policies._base import Policy
 from keras_brainprop.policies._base import _greedy
@@ -101,16 +101,16 @@ class Discovery(Policy):
 
     def select(self, q_values, step, seed):
         bonus = _value_at("bonus", self.bonus, step, 0.0, _MAX)
-        num_actions = tf.shape(q_values)[1]
-        greedy_counts = tf.reduce_sum(
-            tf.one_hot(_greedy(q_values), num_actions), axis=0
+        batch, num_actions = ops.shape(q_values)
+        greedy_counts = ops.sum(
+            ops.one_hot(_greedy(q_values), num_actions, dtype="float32"), 0
         )
         quota = (
             self.min_share
-            * tf.cast(tf.shape(q_values)[0], "float32")
-            / tf.cast(num_actions, "float32")
+            * ops.cast(batch, "float32")
+            / ops.cast(num_actions, "float32")
         )
-        neglect = tf.nn.relu(1.0 - greedy_counts / quota)
+        neglect = ops.relu(1.0 - greedy_counts / quota)
         return _max_boltzmann(
             q_values + bonus * neglect,
             self.epsilon,

@@ -6,6 +6,9 @@ Checked when a policy is made (constants) or read at each step (schedules).
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
+
+from keras_brainprop import backend
 
 
 def _serialize_parameter(value):
@@ -45,7 +48,7 @@ def _real_scalar(value):
 
 def _check_parameter(name, value, low, high):
     """Validates a constant parameter (to a float) or passes a schedule."""
-    if callable(value) and not tf.is_tensor(value):
+    if callable(value) and not ops.is_tensor(value):
         return value
     number = _real_scalar(value)
     if number is None:
@@ -76,28 +79,49 @@ def _value_at(name, parameter, step, low, high):
 
     A schedule's value is checked at run time: a value outside `[low,
     high]` (or NaN) fails with an error naming the parameter, the step and
-    the value. XLA drops assertions, so the value is also clipped into the
-    range (NaN to `low`): under `jit_compile` a bad schedule cannot make
-    the policy return an action outside `[0, actions)`.
+    the value. TensorFlow's XLA drops assertions, so the value is also
+    clipped into the range (NaN to `low`): under `jit_compile` a bad
+    schedule cannot make the policy return an action outside `[0, actions)`.
     """
     if not callable(parameter):
-        return tf.constant(parameter, "float32")
-    value = tf.cast(parameter(step), "float32")
-    in_range = tf.logical_and(value >= low, value <= high)
+        return ops.convert_to_tensor(parameter, "float32")
+    value = ops.cast(parameter(step), "float32")
+    in_range = ops.logical_and(value >= low, value <= high)
     message = (
-        f"`{name}` must be in {_interval(low, high)}, but its schedule left "
-        "it at step"
+        f"`{name}` must be in {_interval(low, high)}, but its schedule left it"
     )
+    if backend.NAME == "tensorflow":
+        checks = _tf_schedule_checks(in_range, message, step, name, value)
+    else:
+        checks = backend.assert_all(
+            in_range, f"{message} {_at_step(step)}. Received: {name}=", value
+        )
+    clipped = ops.where(in_range, value, ops.where(value > high, high, low))
+    return backend.with_checks(checks, clipped)
+
+
+def _at_step(step):
+    try:
+        return f"at step {int(ops.convert_to_numpy(step))}"
+    except TypeError:  # A step traced by `jax.jit` has no value to name.
+        return "out of range in a compiled step"
+
+
+def _tf_schedule_checks(in_range, message, step, name, value):
+    # TensorFlow names the step in every mode (`backend.assert_all` names
+    # one value): eagerly a `tf.errors.InvalidArgumentError` with the step
+    # and value as Python numbers, in a graph an assertion printing both.
     if tf.executing_eagerly():
         if not bool(in_range):
             raise tf.errors.InvalidArgumentError(
                 None,
                 None,
-                f"{message} {int(step)}. Received: {name}={float(value)}",
+                f"{message} at step {int(step)}. Received: {name}="
+                f"{float(value)}",
             )
-        return value
-    check = tf.debugging.Assert(
-        in_range, [message, step, f"Received: {name}=", value]
-    )
-    with tf.control_dependencies([check]):
-        return tf.where(in_range, value, tf.where(value > high, high, low))
+        return []
+    return [
+        tf.debugging.Assert(
+            in_range, [f"{message} at step", step, f"Received: {name}=", value]
+        )
+    ]

@@ -1,8 +1,9 @@
 """`SquareCB`: inverse-gap-weighted exploration (Foster & Rakhlin, 2020)."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
+from keras_brainprop import backend
 from keras_brainprop.policies._base import Policy
 from keras_brainprop.policies._base import _greedy
 from keras_brainprop.policies._parameters import _MAX
@@ -48,20 +49,16 @@ class SquareCB(Policy):
 
     def select(self, q_values, step, seed):
         gamma = _value_at("gamma", self.gamma, step, 0.0, _MAX)
-        num_actions = tf.shape(q_values)[1]
-        greedy = tf.one_hot(_greedy(q_values), num_actions)
-        gaps = tf.reduce_max(q_values, -1, keepdims=True) - q_values
+        num_actions = ops.shape(q_values)[1]
+        greedy = ops.one_hot(_greedy(q_values), num_actions, dtype="float32")
+        gaps = ops.max(q_values, -1, keepdims=True) - q_values
         others = (1.0 - greedy) / (
-            tf.cast(num_actions, "float32") + gamma * gaps
+            ops.cast(num_actions, "float32") + gamma * gaps
         )
         probabilities = others + greedy * (
-            1.0 - tf.reduce_sum(others, -1, keepdims=True)
+            1.0 - ops.sum(others, -1, keepdims=True)
         )
-        draws = tf.random.stateless_categorical(
-            tf.math.log(probabilities), 1, seed, dtype="int32"
-        )
-        # Non-finite Q-values make the op return `actions`: stay in range.
-        return tf.minimum(draws[:, 0], num_actions - 1)
+        return backend.categorical(ops.log(probabilities), seed)
 
     def get_config(self):
         return {"gamma": _serialize_parameter(self.gamma)}
