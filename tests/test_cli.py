@@ -1,6 +1,7 @@
 """Tests of the command line: shared flags, strategies, the demo
 (`python -m keras_brainprop`) and the benchmark scripts."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -215,8 +216,11 @@ def test_demo_cli(tmp_path, args, expected, folders):
         assert (tmp_path / f"digits_mlp_{folder}" / "summary.json").is_file()
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_demo_cli_on_another_backend(tmp_path, backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"needs the [{backend}] extra (.ci/run's backend legs)")
     completed = _run_python(
         "-m",
         "keras_brainprop",
@@ -563,6 +567,11 @@ def test_feedback_benchmark_reports_each_rule(tmp_path):
     _assert_merging_a_run_twice_fails("feedback.py", tmp_path / "run")
 
 
+@pytest.mark.backends
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None,
+    reason="needs the [jax] extra (.ci/run's backend legs)",
+)
 def test_step_overhead_times_each_backend_in_its_own_process(tmp_path):
     tiny = (
         "--networks=dense",

@@ -1,5 +1,6 @@
 """BrainProp's files on every backend: `.keras` files, weights, export."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -45,6 +46,10 @@ def _run_under_every_backend(command, directory):
 
 
 @pytest.mark.backends
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("jax", "torch")),
+    reason="needs the [jax] and [torch] extras (.ci/run's backend legs)",
+)
 def test_files_saved_under_each_backend_load_under_each(tmp_path):
     # Run under TensorFlow, JAX or PyTorch, the test covers all nine pairs.
     _run_under_every_backend("save", tmp_path)
