@@ -177,13 +177,6 @@ class BrainPropModel(
                 kwargs[key] = _with_greedy_accuracy(kwargs[key])
         super().compile(optimizer=optimizer, **kwargs)
 
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            # Create the optimizer's variables so its saved state loads.
-            self.optimizer.build(self.trainable_variables)
-
     @property
     def metrics(self):
         # Those evaluate() returns, in its order, then those of training
