@@ -51,7 +51,10 @@ import dataclasses
 
 import keras
 
+__all__ = ["ARCHITECTURES", "Hyperparameters", "build", "hyperparameters"]
+
 ARCHITECTURES = ("dense", "conv", "loccon", "deep", "mlp")
+"""The names `build` and `hyperparameters` accept."""
 
 
 @dataclasses.dataclass(frozen=True)

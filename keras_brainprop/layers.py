@@ -8,6 +8,8 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
+__all__ = ["LocallyConnected2D"]
+
 _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
 

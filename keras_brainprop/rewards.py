@@ -26,6 +26,15 @@ from keras import ops
 from keras_brainprop import _checks
 from keras_brainprop import backend
 
+__all__ = [
+    "CorrectChoice",
+    "Reward",
+    "RewardFunction",
+    "check_rewards",
+    "correct_choice",
+    "get",
+]
+
 
 def _is_label_vector(y, num_actions):
     """Whether `y` holds labels (else a table); a bool tensor if its rank

@@ -18,6 +18,7 @@ REGISTRY = {
     for dataset in family.DATASETS
 }
 NAMES = tuple(REGISTRY)
+"""The dataset names `load`, `load_arrays` and `info` accept."""
 _SPLITS = ("train", "validation", "test")
 
 
@@ -134,11 +135,16 @@ def load_arrays(
     Selects the same examples as `load` with the same arguments.
 
     Args:
-        name, split, data_dir, validation_fraction, seed, stratify,
-            download: As for `load`.
+        name: As for `load`.
+        split: As for `load`.
+        data_dir: As for `load`.
+        validation_fraction: As for `load`.
+        seed: As for `load`.
+        stratify: As for `load`.
         scale: If `True`, images are float32 in [0, 1]. If `False`, they
             are the stored uint8 pixels (0 .. `info(name).max_pixel_value`),
             which takes a quarter of the memory.
+        download: As for `load`.
 
     Returns:
         A tuple `(images, labels)`: images shaped `[N, height, width,

@@ -100,8 +100,8 @@ def source(dataset, read, path, key_file=None):
     return Source(dataset, read, path, (status.st_mtime_ns, status.st_size))
 
 
-# Environment variable naming an extra root directory for local copies.
 DATA_DIR_ENV = "KBP_DATA_DIR"
+"""Environment variable naming an extra root directory for local copies."""
 
 
 def search_dirs(dataset, data_dir):

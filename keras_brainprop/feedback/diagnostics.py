@@ -22,6 +22,13 @@ from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import to_plain
 from keras_brainprop.step import brainprop_step
 
+__all__ = [
+    "attention_maps",
+    "update_alignment",
+    "weight_alignment",
+    "write_summaries",
+]
+
 
 def _to_numpy(values):
     """`values` (a backend tensor, a variable or an array) as NumPy."""
@@ -134,10 +141,12 @@ def update_alignment(
     Args:
         network: a network converted by `feedback.apply()`, or a
             `BrainPropModel` (its `network`).
-        x, y: a probe batch and its targets.
+        x: a probe batch.
+        y: its targets.
         reward: the model's reward function.
         policy: the model's policy, or None for greedy actions.
-        step, seed: the policy's step and stateless seed `[2]`.
+        step: the policy's step.
+        seed: the policy's stateless seed `[2]`.
         plain: `feedback.to_plain(network)`, if already made (it shares
             every weight with `network`).
 
@@ -179,15 +188,19 @@ def attention_maps(
     delivers to the input pixels under the network's own feedback rule
     (the gradient of `Q[action]` with respect to the input, sent down
     through the feedback weights), summed in absolute value over channels
-    and scaled to [0, 1] per image.
+    and scaled to [0, 1] per image. The action is chosen as in
+    `update_alignment`.
 
     Args:
         network: a network (converted by `feedback.apply()` or not, or a
             `BrainPropModel`) whose input is images
             `[n, height, width, channels]`.
         images: the images, float `[n, height, width, channels]`.
-        y, reward, policy, step, seed: as for `update_alignment`; they
-            choose the action whose feedback is shown.
+        y: the images' targets.
+        reward: the model's reward function.
+        policy: the model's policy, or None for greedy actions.
+        step: the policy's step.
+        seed: the policy's stateless seed `[2]`.
 
     Returns:
         Float32 maps `[n, height, width, 1]` in [0, 1], a tensor of the
@@ -244,7 +257,8 @@ def write_summaries(prefix, network, x, y, model, step, seed, plain=None):
     Args:
         prefix: the tags' prefix.
         network: the model's (converted) network.
-        x, y: probe inputs and targets (e.g. the monitor's probe chunk).
+        x: probe inputs (e.g. the monitor's probe chunk).
+        y: probe targets.
         model: the `BrainPropModel` (its reward, policy and step counter).
         step: the summary step.
         seed: the policy's stateless seed `[2]` on the probe.
