@@ -1,4 +1,4 @@
-"""Worker processes of tests/test_distribute.py: BrainProp data-parallel.
+"""Worker processes of tests/test_model_distributed.py: BrainProp data-parallel.
 
 TensorFlow fixes its devices and its cluster when it starts, and JAX its
 devices, so the tests run each distributed setup in a fresh process of this
@@ -318,7 +318,7 @@ def _keras_fix_cases(mirrored, single):
 
 
 def _greedy_coverage(strategy):
-    """greedy_coverage per epoch of a 2-epoch fit (tests/test_coverage.py).
+    """greedy_coverage per epoch of a 2-epoch fit (tests/test_metrics.py).
 
     A constant kernel fixes the greedy actions: in epoch 1 replica 0 sees
     action 0 greedy and replica 1 action 2; in epoch 2 both see action 0.

@@ -8,6 +8,8 @@ Their bodies use keras.ops and NumPy only.
 import keras
 import numpy as np
 import pytest
+from _helpers import RULE_NAMES
+from _helpers import relu_net
 from _references import numpy_brainprop_step
 from keras import ops
 
@@ -19,23 +21,11 @@ from keras_brainprop import policies
 pytestmark = pytest.mark.backends
 
 LEARNING_RATE = 0.1
-RULES = ["symmetric", "feedback_alignment", "sign_symmetry", "kolen_pollack"]
 # Where the backend compiles the step: TensorFlow with XLA or not, JAX
 # always; PyTorch runs it eagerly.
 JIT_COMPILE = {"tensorflow": [False, True], "jax": [True], "torch": [False]}[
     backend.NAME
 ]
-
-
-def dense_net(num_inputs=6, num_actions=4):
-    return keras.Sequential(
-        [
-            keras.Input((num_inputs,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(7, activation="relu"),
-            keras.layers.Dense(num_actions),
-        ]
-    )
 
 
 def batch_norm_net(num_actions=3):
@@ -73,13 +63,13 @@ def _feedbacks(rule_name, network, converted, kernels):
     return [numpy_of(layer.feedback_kernel) for layer in converted.layers]
 
 
-@pytest.mark.parametrize("rule_name", RULES)
+@pytest.mark.parametrize("rule_name", RULE_NAMES)
 @pytest.mark.parametrize("jit_compile", JIT_COMPILE)
 def test_one_step_equals_the_papers_equations(rule_name, jit_compile):
     rule = feedback.get(rule_name)
     if isinstance(rule, feedback.KolenPollack):
         rule = feedback.KolenPollack(decay=0.3, seed=5)
-    network = dense_net()
+    network = relu_net()
     x, y = random_batch(6, 4)
     model = kbp.wrap(network, policy="greedy", feedback=rule)
     model.compile(
@@ -114,7 +104,7 @@ def test_one_step_equals_the_papers_equations(rule_name, jit_compile):
 
 def test_an_exploring_step_learns_from_the_actions_the_policy_drew():
     policy = policies.EpsilonBoltzmann(epsilon=1.0, temperature=0.5)
-    network = dense_net()
+    network = relu_net()
     x, y = random_batch(6, 4, batch_size=32)
     model = kbp.wrap(network, policy=policy, seed=7)
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
@@ -145,7 +135,7 @@ def test_an_exploring_step_learns_from_the_actions_the_policy_drew():
 @pytest.mark.parametrize("jit_compile", JIT_COMPILE)
 def test_fit_evaluate_predict_and_their_logs(jit_compile):
     x, y = random_batch(6, 4, batch_size=64)
-    model = kbp.wrap(dense_net(), seed=1)
+    model = kbp.wrap(relu_net(), seed=1)
     model.compile(
         optimizer=keras.optimizers.SGD(LEARNING_RATE),
         metrics=["accuracy"],
@@ -257,7 +247,7 @@ def test_a_reward_function_returning_nan_is_refused():
 
     x, y = random_batch(6, 4, batch_size=8)
     model = kbp.wrap(
-        dense_net(), policy="epsilon_greedy", reward=nan_for_action_one
+        relu_net(), policy="epsilon_greedy", reward=nan_for_action_one
     )
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match="NaN or Inf. Received: reward nan"):

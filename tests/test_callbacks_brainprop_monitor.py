@@ -4,8 +4,7 @@ Each monitor test fits a tiny seeded model for one or two epochs, then reads
 the event files back with TensorFlow's own summary iterator (the tensorboard
 package is not needed) and checks tags, steps and values. The monitor tests
 marked `backends` run on every Keras backend: TensorFlow only reads the
-event files and makes the `tf.data` probes, which every backend takes.
-"""
+event files and makes the `tf.data` probes, which every backend takes."""
 
 import collections
 import glob
@@ -17,10 +16,7 @@ import pytest
 import tensorflow as tf
 
 import keras_brainprop as kbp
-from keras_brainprop import feedback
 from keras_brainprop import policies
-from keras_brainprop import rewards
-from keras_brainprop.callbacks import BackupAndRestore
 from keras_brainprop.callbacks import BrainPropMonitor
 
 NUM_SAMPLES = 64
@@ -452,94 +448,3 @@ def test_non_finite_probe_inputs_are_refused(value):
     dataset = _probe_dataset(x, y, batch_size=4)
     with pytest.raises(ValueError, match=match):
         BrainPropMonitor("unused_logs", probe_data=dataset)
-
-
-class _Interrupted(Exception):
-    pass
-
-
-class _InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = steps
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.model.optimizer.iterations.numpy() == self.steps:
-            raise _Interrupted()
-
-
-def _configured_model(
-    rule="feedback_alignment",
-    policy=None,
-    reward=None,
-    activation="relu",
-):
-    # The same names in every build would hide that Keras numbers them.
-    keras.utils.set_random_seed(1)
-    net = keras.Sequential(
-        [
-            keras.Input((NUM_FEATURES,)),
-            keras.layers.Dense(5, activation=activation),
-            keras.layers.Dense(NUM_ACTIONS),
-        ]
-    )
-    model = kbp.wrap(net, policy=policy, reward=reward, feedback=rule, seed=2)
-    model.compile(optimizer=keras.optimizers.SGD(0.1))
-    return model
-
-
-def _kept_reward(y, actions):
-    return tf.ones(tf.shape(actions), "float32")
-
-
-_OTHER_CONFIGURATIONS = {
-    "feedback rule": (
-        {"rule": feedback.KolenPollack()},
-        r"feedback=FeedbackAlignment\(.*\) while this model uses "
-        r"KolenPollack\(decay=",
-    ),
-    "policy parameter": (
-        {"policy": policies.EpsilonBoltzmann(epsilon=0.1)},
-        r"policy=EpsilonBoltzmann\(epsilon=0.02, temperature=1.0\) while "
-        r"this model uses EpsilonBoltzmann\(epsilon=0.1, temperature=1.0\)",
-    ),
-    "reward": (
-        {"reward": rewards.RewardFunction(_kept_reward)},
-        r"reward=CorrectChoice\(\) while this model uses "
-        r"RewardFunction\('_kept_reward'\)",
-    ),
-    "architecture": (
-        {"activation": "tanh"},
-        r"network\..*activation='relu' while this model has 'tanh'",
-    ),
-}
-
-
-@pytest.mark.parametrize("difference", list(_OTHER_CONFIGURATIONS))
-def test_backup_of_another_configuration_is_refused(tmp_path, difference):
-    # Every variable has the shape of the backup's: only the recorded
-    # configuration tells the runs apart.
-    x, y = _data()
-    fit_args = {"batch_size": BATCH_SIZE, "shuffle": False, "verbose": 0}
-    with pytest.raises(_Interrupted):
-        _configured_model().fit(
-            x,
-            y,
-            callbacks=[BackupAndRestore(tmp_path, 1), _InterruptAfter(2)],
-            **fit_args,
-        )
-    changes, match = _OTHER_CONFIGURATIONS[difference]
-    other = _configured_model(**changes)
-    before = [w.numpy().copy() for w in other.weights]
-    backup = BackupAndRestore(tmp_path, save_freq=1)
-    with pytest.raises(ValueError, match=match) as error:
-        other.fit(x, y, callbacks=[backup], **fit_args)
-    assert "was made by a different model configuration" in str(error.value)
-    assert "Received: a backup written with " in str(error.value)
-    assert backup.restored is None
-    for weight, old in zip(other.weights, before, strict=True):
-        np.testing.assert_array_equal(weight.numpy(), old)
-    # The same configuration, built again in this process, still resumes.
-    backup = BackupAndRestore(tmp_path, save_freq=1)
-    _configured_model().fit(x, y, callbacks=[backup], **fit_args)
-    assert backup.restored["iterations"] == 2

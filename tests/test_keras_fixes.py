@@ -4,7 +4,7 @@ Where it can, a test also runs Keras 3.15.1's own code on the same case
 (the control): once a control passes, Keras has changed and the fix may
 go. The tf.distribute cases run in the worker processes of
 tests/distribute_worker.py (`distributed_runs`, shared with
-tests/test_distribute.py).
+tests/test_model_distributed.py).
 """
 
 import json

@@ -11,6 +11,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import EAGER_AND_GRAPH
+from _helpers import InterruptAfterBatches
+from _helpers import Interrupted
+from _helpers import frozen
+from _helpers import quiet_fit
+from _helpers import small_data
+from _helpers import small_net
 from keras import ops
 
 import keras_brainprop as kbp
@@ -232,21 +239,6 @@ def test_mirrored_replicas_counts_are_summed(distributed_runs):
     )
 
 
-class _Interrupted(Exception):
-    pass
-
-
-class _InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches -= 1
-        if self.batches == 0:
-            raise _Interrupted()
-
-
 def test_resumed_epoch_keeps_the_coverage_before_the_interruption(tmp_path):
     # Batches 1-2 make actions 0 and 2 greedy, batches 3-4 action 0: a
     # resumed epoch that forgot its first half would log 1 / 3.
@@ -257,8 +249,10 @@ def test_resumed_epoch_keeps_the_coverage_before_the_interruption(tmp_path):
         warnings.simplefilter("ignore")
         model = _model("eager")
         backup = BackupAndRestore(tmp_path, save_freq=2)
-        with pytest.raises(_Interrupted):
-            model.fit(x, y, callbacks=[backup, _InterruptAfter(3)], **fit_args)
+        with pytest.raises(Interrupted):
+            model.fit(
+                x, y, callbacks=[backup, InterruptAfterBatches(3)], **fit_args
+            )
         model = _model("eager")
         backup = BackupAndRestore(tmp_path, save_freq=2)
         history = model.fit(x, y, callbacks=[backup], **fit_args)
@@ -306,3 +300,59 @@ def test_no_warning_when_every_action_is_greedy():
         )
     assert history.history["greedy_coverage"] == [1.0, 1.0]
     assert not _coverage_warnings(record)
+
+
+def _targets(form, y, num_actions, rng):
+    if form == "labels":
+        return y
+    if form == "column":
+        return y[:, None]
+    if form == "one_hot":
+        return np.eye(num_actions, dtype="float32")[y]
+    return rng.uniform(size=(len(y), num_actions)).astype("float32")
+
+
+def _greedy_accuracy(targets, q_values):
+    # NumPy: does the greedy action earn the best reward there is?
+    num_actions = q_values.shape[-1]
+    if targets.ndim == 1 or targets.shape[-1] == 1:
+        targets = np.eye(num_actions)[targets.reshape(-1)]
+    greedy = np.argmax(q_values, axis=-1)
+    earned = targets[np.arange(len(targets)), greedy]
+    return np.mean(earned == targets.max(axis=-1))
+
+
+@EAGER_AND_GRAPH
+@pytest.mark.parametrize("num_actions", [2, 3])
+@pytest.mark.parametrize("form", ["labels", "column", "one_hot", "table"])
+def test_accuracy_is_the_greedy_accuracy(form, num_actions, run_eagerly):
+    x, y = small_data(num_actions=num_actions)
+    targets = _targets(form, y, num_actions, np.random.default_rng(1))
+    model = frozen(small_net(num_actions), run_eagerly, metrics=["acc"])
+    history = quiet_fit(model, x, targets, batch_size=16).history
+    expected = _greedy_accuracy(targets, model.predict(x, verbose=0))
+    np.testing.assert_allclose(history["acc"], [expected], atol=1e-6)
+
+
+def test_accuracy_follows_targets_that_change_form():
+    # Keras' own "accuracy" would keep the metric of the first fit.
+    x, y = small_data()
+    model = frozen(small_net())
+    q_values = model.predict(x, verbose=0)
+    rng = np.random.default_rng(2)
+    for form in ["labels", "one_hot", "table", "column"]:
+        targets = _targets(form, y, 3, rng)
+        history = quiet_fit(model, x, targets, batch_size=16).history
+        np.testing.assert_allclose(
+            history["accuracy"], [_greedy_accuracy(targets, q_values)]
+        )
+
+
+def test_accuracy_works_with_early_stopping():
+    x, y = small_data()
+    model = frozen(small_net())
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=0)
+    history = quiet_fit(
+        model, x, y, epochs=3, validation_data=(x, y), callbacks=[stop]
+    )
+    assert len(history.history["val_accuracy"]) == 2  # No improvement.

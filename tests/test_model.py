@@ -1,13 +1,35 @@
 """Tests of BrainPropModel and wrap(): the training step, fit, save/load."""
 
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import warnings
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import EAGER_AND_GRAPH
+from _helpers import TOY_ACTIONS
+from _helpers import TRAINING_ONLY
+from _helpers import Subclassed
+from _helpers import assert_weights_equal
+from _helpers import frozen
+from _helpers import quiet_fit
+from _helpers import random_batch
+from _helpers import small_data
+from _helpers import small_net
+from _helpers import toy_data
+from _helpers import toy_net
+from _helpers import training_state
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_brainprop as kbp
+from keras_brainprop import datasets
 from keras_brainprop import policies
 from keras_brainprop import rewards
 from keras_brainprop.step import brainprop_step
@@ -37,13 +59,6 @@ def conv_net(num_actions=3):
             keras.layers.Dense(num_actions, use_bias=False),
         ]
     )
-
-
-def random_batch(input_shape, num_actions, batch_size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
-    y = rng.integers(0, num_actions, size=(batch_size,))
-    return x, y
 
 
 def reference_sgd_step(network, x, y, sample_weight=None):
@@ -556,3 +571,190 @@ def test_bad_reward_functions(run_eagerly):
             model.fit(x, y, batch_size=8, verbose=0)
         for b, a in zip(before, network.get_weights()):
             np.testing.assert_array_equal(b, a)
+
+
+def test_target_forms_can_change_between_fits():
+    # After fits with labels and one-hot targets Keras traces `y` with an
+    # unknown rank; the reward then tells the forms apart at run time.
+    network = toy_net()
+    model = kbp.wrap(network, policy="greedy")
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    x, y = toy_data(8)
+    actions = np.argmax(model.predict(x, verbose=0), axis=-1)
+    table = np.linspace(0.0, 1.0, 8 * TOY_ACTIONS).reshape(8, TOY_ACTIONS)
+    for targets, expected in [
+        (y, np.mean(actions == y)),
+        (np.eye(TOY_ACTIONS)[y], np.mean(actions == y)),
+        (table, np.mean(table[np.arange(8), actions])),
+        (y[:, None], np.mean(actions == y)),
+    ]:
+        history = model.fit(x, targets, batch_size=8, verbose=0).history
+        np.testing.assert_allclose(history["reward"][0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("argument", ["loss", "loss_weights"])
+def test_loss_arguments_are_named_in_the_error(argument):
+    model = kbp.wrap(toy_net())
+    value = "mse" if argument == "loss" else [1.0]
+    with pytest.raises(
+        ValueError, match=re.escape(f"Received: {argument}={value!r}")
+    ):
+        model.compile(**{argument: value})
+
+
+# Reproducibility: op determinism is process-global and cannot be turned
+# off again, so it is tested in a subprocess.
+
+
+def reproducibility_run():
+    """One seeded run: our loader's shuffling, dropout and exploration."""
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(11)
+    train = datasets.load("digits", "train", batch_size=128, seed=11)
+    validation = datasets.load("digits", "validation", seed=11)
+    network = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, use_bias=False),
+            keras.layers.ReLU(),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(10, use_bias=False),
+        ]
+    )
+    model = kbp.wrap(network, policy=policies.EpsilonBoltzmann(0.2))
+    model.compile(metrics=["accuracy"])
+    history = model.fit(
+        train, validation_data=validation, epochs=2, verbose=0
+    ).history
+    digest = hashlib.sha256()
+    for value in training_state(model):
+        digest.update(value.tobytes())
+    return {"state": digest.hexdigest(), "history": history}
+
+
+def test_two_seeded_runs_are_bit_identical():
+    # Two runs one after the other in a fresh process: nothing carries over
+    # from the first to the second but what set_random_seed resets.
+    # (benchmarks/soak.py compares runs across processes.)
+    command = [sys.executable, __file__, "--reproducibility-runs"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    first, second = json.loads(stdout.strip().splitlines()[-1])
+    assert first["state"] == second["state"]
+    assert first["history"] == second["history"]  # Every metric, exactly.
+    assert len(first["history"]["val_accuracy"]) == 2
+
+
+# A reward that needs no targets, with compiled metrics.
+
+
+@EAGER_AND_GRAPH
+def test_reward_without_targets_skips_compiled_metrics_once(run_eagerly):
+    x, _ = small_data()
+    model = frozen(
+        small_net(),
+        run_eagerly,
+        reward=lambda y, actions: tf.cast(tf.equal(actions, 0), "float32"),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = quiet_fit(model, x, batch_size=8, epochs=2).history
+        logs = model.evaluate(x, batch_size=8, verbose=0, return_dict=True)
+    skipped = [w for w in caught if "compile() compare" in str(w.message)]
+    assert len(skipped) == 1
+    assert "Received: y=None" in str(skipped[0].message)
+    greedy = np.argmax(model.predict(x, verbose=0), axis=-1)
+    assert "accuracy" not in history and "accuracy" not in logs
+    np.testing.assert_allclose(history["reward"], [np.mean(greedy == 0)] * 2)
+    np.testing.assert_allclose(logs["reward"], np.mean(greedy == 0))
+
+
+# `metrics_names` label what evaluate() returns.
+
+
+@EAGER_AND_GRAPH
+def test_metrics_names_label_what_evaluate_returns(run_eagerly):
+    x, y = small_data()
+    top2 = keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")
+    model = frozen(small_net(), run_eagerly, metrics=["accuracy", top2])
+    history = quiet_fit(model, x, y, batch_size=8).history
+    names = model.metrics_names
+    assert names == ["loss", "reward", "rpe", "accuracy", "top2"]
+    assert set(history) == set(names) | set(TRAINING_ONLY)
+    labelled = dict(zip(model.metrics_names, model.evaluate(x, y, verbose=0)))
+    assert labelled == model.evaluate(x, y, verbose=0, return_dict=True)
+    q_values = model.predict(x, verbose=0)
+    greedy = np.argmax(q_values, axis=-1)
+    top_two = np.argsort(-q_values, axis=-1)[:, :2]
+    np.testing.assert_allclose(labelled["accuracy"], np.mean(greedy == y))
+    np.testing.assert_allclose(labelled["reward"], np.mean(greedy == y))
+    np.testing.assert_allclose(
+        labelled["top2"], np.mean((top_two == y[:, None]).any(axis=-1))
+    )
+    # train_on_batch: the same values, then those of training alone.
+    values = model.train_on_batch(x, y)
+    assert len(values) == len(names) + len(TRAINING_ONLY)
+    assert model.metrics_names == names
+
+
+# No Keras warning about build() for a subclassed network.
+
+
+@EAGER_AND_GRAPH
+def test_subclassed_network_builds_without_a_warning(run_eagerly):
+    # Control: Keras warns when build() is called on such a network.
+    with pytest.warns(UserWarning, match="does not have a `build"):
+        Subclassed().build((None, 6))
+    x, y = small_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = kbp.wrap(Subclassed())
+        model.compile(run_eagerly=run_eagerly)
+        quiet_fit(model, x, y, batch_size=8)
+        explicit = kbp.wrap(Subclassed())
+        explicit.build((None, 6))
+    assert not [w for w in caught if "build()" in str(w.message)]
+    assert len(explicit.network.weights) == 4
+
+
+# The legacy .h5 format is refused with a pointer to .keras.
+
+
+@pytest.mark.parametrize(
+    "save",
+    [
+        lambda model, path: model.save(path),
+        lambda model, path: keras.saving.save_model(model, path),
+    ],
+    ids=["model_save", "save_model"],
+)
+def test_legacy_h5_saving_points_to_keras_format(save, tmp_path):
+    model = kbp.wrap(small_net())
+    model.compile()
+    with pytest.raises(ValueError, match=r"model.save\('model.keras'\)"):
+        save(model, str(tmp_path / "model.h5"))
+    # The network alone saves to .h5 as in Keras.
+    model.network.save(str(tmp_path / "network.h5"))
+    loaded = keras.saving.load_model(str(tmp_path / "network.h5"))
+    assert_weights_equal(model.network, loaded)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--reproducibility-runs"]:
+    tf.config.experimental.enable_op_determinism()
+    print(json.dumps([reproducibility_run(), reproducibility_run()]))

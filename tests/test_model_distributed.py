@@ -16,8 +16,7 @@ batches" means):
   trains on one device for comparison.
 
 The tf.distribute processes run once per session (`distributed_runs`, in
-tests/_distributed.py), shared with tests/test_keras_fixes.py.
-"""
+tests/_distributed.py), shared with tests/test_keras_fixes.py."""
 
 import importlib.util
 import json
@@ -33,6 +32,8 @@ import pytest
 _WORKER_SCRIPT = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py"
 )
+
+
 TOLERANCE = 1e-5
 
 
@@ -261,43 +262,3 @@ def test_multi_worker_metrics_aggregate_over_workers(distributed_runs):
     )
     assert "explore_rate" not in expected
     _assert_logs_close(first["greedy_evaluate"], expected, tolerance=1e-5)
-
-
-@pytest.mark.backends
-def test_backprop_wrapper_trains_saves_and_loads(tmp_path):
-    import keras
-    import numpy as np
-
-    from keras_brainprop.backprop_model import BackpropModel
-
-    network = keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")]
-    )
-    model = BackpropModel(network)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
-    y = np.arange(16) % 3
-    before = network.get_weights()[0].copy()
-    model.fit(x, y, batch_size=8, verbose=0)
-    assert not np.allclose(before, network.get_weights()[0])
-    model.save(tmp_path / "backprop.keras")
-    reloaded = keras.models.load_model(tmp_path / "backprop.keras")
-    assert isinstance(reloaded, BackpropModel)
-    np.testing.assert_allclose(
-        reloaded.predict(x, verbose=0), model.predict(x, verbose=0)
-    )
-
-
-@pytest.mark.backends
-def test_backprop_model_loads_under_its_old_registered_name():
-    import keras
-
-    from keras_brainprop.backprop_model import BackpropModel
-
-    network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
-    config = keras.saving.serialize_keras_object(BackpropModel(network))
-    assert config["registered_name"] == "keras_brainprop>BackpropModel"
-    config["registered_name"] = "keras_brainprop>Backprop"
-    assert isinstance(
-        keras.saving.deserialize_keras_object(config), BackpropModel
-    )

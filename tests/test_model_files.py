@@ -9,6 +9,12 @@ import keras
 import model_files_worker as worker
 import numpy as np
 import pytest
+import tensorflow as tf
+from _helpers import Subclassed
+from _helpers import assert_weights_equal
+from _helpers import quiet_fit
+from _helpers import small_data
+from _helpers import small_net
 
 import keras_brainprop as kbp
 from keras_brainprop import feedback
@@ -171,3 +177,115 @@ def test_weights_file_round_trip_restores_the_whole_state(tmp_path):
     np.testing.assert_allclose(
         plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
     )
+
+
+# Export() serves the Q-values.
+
+
+def _exported(model, path):
+    # Keep the artifact while serving: serve() reads its variables.
+    model.export(path, verbose=False)
+    return tf.saved_model.load(path)
+
+
+@pytest.mark.parametrize(
+    "make_network, prepare",
+    [
+        (small_net, "fit"),
+        (Subclassed, "fit"),
+        (small_net, "call"),
+        (Subclassed, "call"),
+    ],
+    ids=[
+        "sequential_fit",
+        "subclassed_fit",
+        "sequential_call",
+        "subclassed_call",
+    ],
+)
+def test_export_serves_what_predict_returns(make_network, prepare, tmp_path):
+    x, y = small_data()
+    model = kbp.wrap(make_network())
+    model.compile()
+    if prepare == "fit":
+        quiet_fit(model, x, y, batch_size=8)
+    else:
+        model(x)
+    artifact = _exported(model, str(tmp_path / "q_values"))
+    np.testing.assert_allclose(
+        artifact.serve(tf.constant(x)).numpy(),
+        model.predict(x, verbose=0),
+        atol=1e-6,
+    )
+
+
+def test_export_of_a_network_with_a_dict_output(tmp_path):
+    inputs = keras.Input((6,))
+    network = keras.Model(inputs, {"q": keras.layers.Dense(3)(inputs)})
+    model = kbp.wrap(network)
+    x, _ = small_data()
+    artifact = _exported(model, str(tmp_path / "q_values"))
+    expected = network.predict(x, verbose=0)["q"]
+    np.testing.assert_allclose(artifact.serve(tf.constant(x)).numpy(), expected)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected)
+
+
+# Weights files move between the wrapped model and the network.
+
+
+def test_wrapped_weights_file_loads_into_the_plain_network(tmp_path):
+    x, y = small_data()
+    network = small_net()
+    model = kbp.wrap(network)
+    model.compile()
+    quiet_fit(model, x, y, batch_size=8)
+    path = tmp_path / "trained.weights.h5"
+    model.save_weights(path)
+    deployed = small_net()
+    deployed.load_weights(path)
+    assert_weights_equal(network, deployed)
+    np.testing.assert_allclose(
+        deployed.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+def test_network_weights_file_loads_into_a_wrapped_model(tmp_path):
+    network = small_net()
+    path = tmp_path / "network.weights.h5"
+    network.save_weights(path)
+    model = kbp.wrap(small_net())
+    model.compile()
+    model.load_weights(path)
+    assert_weights_equal(network, model.network)
+
+
+def test_wrapped_weights_file_restores_optimizer_and_random_states(tmp_path):
+    x, y = small_data()
+    model = kbp.wrap(small_net(dropout=0.5), seed=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    quiet_fit(model, x, y, batch_size=8)
+    path = tmp_path / "trained.weights.h5"
+    model.save_weights(path)
+    expected = [v.numpy() for v in model.variables + model.optimizer.variables]
+
+    restored = kbp.wrap(small_net(dropout=0.5), seed=3)
+    restored.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    restored.load_weights(path)
+    actual = [
+        v.numpy() for v in restored.variables + restored.optimizer.variables
+    ]
+    assert len(actual) == len(expected)
+    for a, b in zip(expected, actual):
+        np.testing.assert_array_equal(a, b)
+    # Both continue alike: same dropout masks, exploration and momentum.
+    after = [
+        quiet_fit(m, x, y, batch_size=8).history for m in (model, restored)
+    ]
+    assert after[0] == after[1]
+    assert_weights_equal(model, restored)
+
+
+def test_sharded_weights_files_point_to_the_network(tmp_path):
+    model = kbp.wrap(small_net())
+    with pytest.raises(ValueError, match=r"model.network.save_weights"):
+        model.save_weights(tmp_path / "w.weights.json", max_shard_size=0.1)

@@ -1,9 +1,13 @@
 """Tests of the reward functions against NumPy."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import compiled_model
+from _helpers import toy_net
 from keras import ops
 
 from keras_brainprop import rewards
@@ -157,3 +161,26 @@ def test_every_backend_reward_functions_and_their_checks():
         rewards.check_rewards(ops.ones((4, 1)), 4)
     with pytest.raises(ValueError, match="dtype bool"):
         rewards.check_rewards(ops.ones((4,), "bool"), 4)
+
+
+def _reward_of_action_zero(y, actions):
+    return tf.cast(tf.equal(actions, 0), "float32")
+
+
+@keras.saving.register_keras_serializable(package="tests")
+def _registered_reward(y, actions):
+    return tf.cast(tf.equal(actions, 0), "float32")
+
+
+def test_unregistered_reward_functions_warn_when_saved(tmp_path):
+    for reward in (_reward_of_action_zero, lambda y, actions: actions * 0.0):
+        model = compiled_model(toy_net(), reward=reward)
+        with pytest.warns(UserWarning, match=r"is not registered.*register"):
+            model.save(tmp_path / "unregistered.keras")
+    model = compiled_model(toy_net(), reward=_registered_reward)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.save(tmp_path / "registered.keras")
+    assert keras.saving.load_model(tmp_path / "registered.keras").reward.fn is (
+        _registered_reward
+    )
