@@ -4,7 +4,12 @@
 LocallyConnected2D layer of a network feedback weights under a rule;
 `to_plain()` undoes it; `diagnostics` shows what the feedback does.
 Rules: `Symmetric` (backprop, the default), `FeedbackAlignment`,
-`SignSymmetry`, `KolenPollack`; `get()` maps their names to them.
+`SignSymmetry`, `KolenPollack`. Every rule has a registered name ("symmetric",
+"feedback_alignment", "sign_symmetry", "kolen_pollack"): `get()` maps names to
+rules, `name()` rules to names, `names()` lists them, and `parameters()` gives
+a rule's arguments that differ from its defaults. To add a rule, subclass
+`FeedbackRule` and decorate it with `register("my_rule")`: it then works by
+name in `wrap`, `apply`, the command line and saved results.
 """
 
 from keras_brainprop.feedback import diagnostics
@@ -20,6 +25,10 @@ from keras_brainprop.feedback.rules import KolenPollack
 from keras_brainprop.feedback.rules import SignSymmetry
 from keras_brainprop.feedback.rules import Symmetric
 from keras_brainprop.feedback.rules import get
+from keras_brainprop.feedback.rules import name
+from keras_brainprop.feedback.rules import names
+from keras_brainprop.feedback.rules import parameters
+from keras_brainprop.feedback.rules import register
 
 __all__ = [
     "NAMES",
@@ -33,6 +42,10 @@ __all__ = [
     "diagnostics",
     "feedback_layers",
     "get",
+    "name",
+    "names",
+    "parameters",
+    "register",
     "rule_of",
     "to_plain",
 ]

@@ -8,6 +8,8 @@ import numpy as np
 from keras import initializers
 from keras import ops
 
+from keras_brainprop._registry import Registry
+
 # Initializers that give every feedback weight the same value.
 _CONSTANT_INITIALIZERS = (
     initializers.Zeros,
@@ -71,6 +73,51 @@ class FeedbackRule:
         return f"{type(self).__name__}({arguments})"
 
 
+_REGISTRY = Registry(FeedbackRule, "feedback rule", "keras_brainprop.feedback")
+
+
+def register(name):
+    """Registers a feedback rule class under a name: a class decorator.
+
+    A registered rule is known by its name everywhere a rule is named:
+    `kbp.wrap(model, feedback=name)`, `feedback.apply`, `get`, the
+    command line's `--feedback`, and saved results (`name(rule)`). A class
+    that Keras cannot serialize yet is registered with
+    `keras.saving.register_keras_serializable` (package
+    "keras_brainprop.feedback", the same name), so models converted with it
+    save to `.keras` files and load back. Its `get_config()` must return
+    the arguments of its `__init__`; `get(name)` calls the class without
+    arguments.
+
+    Args:
+        name: a lower-case identifier (letters, digits, underscores), e.g.
+            "my_rule". Taking a name registered for another class raises a
+            `ValueError` (a class defined again by the same code, such as a
+            notebook cell run twice, replaces its former self).
+
+    Returns:
+        A decorator that registers a `FeedbackRule` subclass (else it
+        raises a `TypeError`) and returns the class unchanged.
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> @kbp.feedback.register("halved_symmetric")
+    ... class HalvedSymmetric(kbp.feedback.FeedbackRule):
+    ...     def make_feedback_kernel(self, feedback_layer):
+    ...         return None
+    ...     def feedback_kernel(self, feedback_layer):
+    ...         return 0.5 * feedback_layer.kernel
+    >>> kbp.feedback.get("halved_symmetric")
+    HalvedSymmetric()
+    >>> kbp.feedback.name(HalvedSymmetric())
+    'halved_symmetric'
+    """
+
+    return _REGISTRY.decorator(name)
+
+
+@register("symmetric")
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class Symmetric(FeedbackRule):
     """Feedback through the forward weights themselves (`B = W`).
@@ -176,6 +223,7 @@ class _RandomFeedback(FeedbackRule):
         return {"initializer": initializer, "seed": self.seed}
 
 
+@register("feedback_alignment")
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class FeedbackAlignment(_RandomFeedback):
     """Fixed random feedback weights (feedback alignment).
@@ -237,6 +285,7 @@ class FeedbackAlignment(_RandomFeedback):
         )
 
 
+@register("sign_symmetry")
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class SignSymmetry(FeedbackRule):
     """Feedback weights with the forward weights' signs, one magnitude each.
@@ -266,6 +315,7 @@ class SignSymmetry(FeedbackRule):
         return ops.stop_gradient(ops.sign(kernel) * magnitude)
 
 
+@register("kolen_pollack")
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class KolenPollack(_RandomFeedback):
     """Feedback weights that learn like the forward weights (Kolen-Pollack).
@@ -345,37 +395,107 @@ class KolenPollack(_RandomFeedback):
         return {"decay": self.decay, **super().get_config()}
 
 
-_RULES = {
-    "symmetric": Symmetric,
-    "feedback_alignment": FeedbackAlignment,
-    "sign_symmetry": SignSymmetry,
-    "kolen_pollack": KolenPollack,
-}
-NAMES = tuple(_RULES)
+# The built-in rules, in the order they were registered above.
+NAMES = _REGISTRY.names()
+
+
+def names():
+    """Returns the names of all registered rules, the built-in ones first.
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> kbp.feedback.names()[:4]
+    ('symmetric', 'feedback_alignment', 'sign_symmetry', 'kolen_pollack')
+    """
+    return _REGISTRY.names()
+
+
+def name(rule):
+    """Returns the registered name of a rule's class.
+
+    `get(name(rule))` is a rule of the same class, with its default
+    arguments (`parameters(rule)` gives the arguments that differ).
+
+    Args:
+        rule: a rule, or anything `get` accepts.
+
+    Returns:
+        The name under which the rule's class was registered (`register`);
+        a `ValueError` for a class that is not registered (subclasses of a
+        registered class are not registered with it).
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> kbp.feedback.name(kbp.feedback.KolenPollack(decay=0.01))
+    'kolen_pollack'
+    >>> kbp.feedback.name(None)
+    'symmetric'
+    """
+    return _REGISTRY.name_of(get(rule))
+
+
+def parameters(rule):
+    """Returns a rule's arguments that differ from its class's defaults.
+
+    Args:
+        rule: a rule, or anything `get` accepts.
+
+    Returns:
+        A dict of the entries of `rule.get_config()` whose values differ
+        from those of the class called without arguments, `{}` for a rule
+        with its default arguments. Values JSON cannot write are given as
+        their `repr`.
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> kbp.feedback.parameters(kbp.feedback.KolenPollack(decay=0.01))
+    {'decay': 0.01}
+    >>> kbp.feedback.parameters("kolen_pollack")
+    {}
+    """
+    return _REGISTRY.parameters(get(rule))
 
 
 def get(identifier):
     """Returns a feedback rule from an instance, a name, a config or None.
 
-    `None` gives `Symmetric()`. Names: "symmetric", "feedback_alignment",
-    "sign_symmetry", "kolen_pollack" (or the class names), each with its
-    default arguments.
+    Args:
+        identifier: a `FeedbackRule` (returned as it is); a registered name
+            (`names()`: "symmetric", "feedback_alignment", "sign_symmetry",
+            "kolen_pollack" and the rules registered with `register`) or
+            the name of a registered class, in any case, which gives the
+            class with its default arguments; a config dict
+            (`keras.saving.serialize_keras_object(rule)`); or None for
+            `Symmetric()`.
+
+    Returns:
+        A `FeedbackRule`. Anything else raises a `ValueError`.
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> kbp.feedback.get("kolen_pollack")
+    KolenPollack(decay=0.001, initializer=None, seed=None)
+    >>> kbp.feedback.get("SignSymmetry")
+    SignSymmetry()
     """
     if identifier is None:
         return Symmetric()
     if isinstance(identifier, FeedbackRule):
         return identifier
     if isinstance(identifier, str):
-        key = identifier.lower()
-        for name, cls in _RULES.items():
-            if key in (name, cls.__name__.lower()):
-                return cls()
+        cls = _REGISTRY.lookup(identifier)
+        if cls is not None:
+            return cls()
     if isinstance(identifier, dict):
         rule = keras.saving.deserialize_keras_object(identifier)
         if isinstance(rule, FeedbackRule):
             return rule
     raise ValueError(
         "`feedback` must be a keras_brainprop.feedback rule, one of "
-        f"{', '.join(repr(name) for name in NAMES)}, or None. Received: "
-        f"feedback={identifier!r}"
+        f"{_REGISTRY.quoted_names()} (registered names), a rule config or "
+        f"None. Received: feedback={identifier!r}"
     )

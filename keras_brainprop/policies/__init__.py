@@ -9,6 +9,14 @@ callable of the training step, so exploration can be annealed. A schedule's
 values are checked at run time and also clipped into their valid range,
 for TensorFlow's XLA (`jit_compile=True`), which drops the checks.
 
+Every policy class has a registered name ("greedy", "epsilon_greedy",
+"boltzmann", "epsilon_boltzmann", "discovery", "square_cb"), and "paper"
+names the paper's default, `EpsilonBoltzmann()`: `get()` maps names to
+policies, `name()` policies to names, `names()` lists the registered ones, and
+`parameters()` gives a policy's arguments that differ from its defaults. To
+add a policy, subclass `Policy` and decorate it with `register("my_policy")`:
+it then works by name in `wrap`, the command line and saved results.
+
 Policies draw with the backend's stateless draws (`keras_brainprop.backend`)
 from a seed `[2]` that the model derives for every step (and every replica)
 from its `keras.random.SeedGenerator`, so `keras.utils.set_random_seed(seed)`
@@ -25,6 +33,7 @@ with or without `jit`.
 
 import keras
 
+from keras_brainprop._registry import Registry
 from keras_brainprop.policies._base import Boltzmann
 from keras_brainprop.policies._base import EpsilonBoltzmann
 from keras_brainprop.policies._base import EpsilonGreedy
@@ -33,65 +42,198 @@ from keras_brainprop.policies._base import Policy
 from keras_brainprop.policies._discovery import Discovery
 from keras_brainprop.policies._square_cb import SquareCB
 
-_BY_NAME = {
-    "greedy": Greedy,
-    "epsilon_greedy": EpsilonGreedy,
-    "boltzmann": Boltzmann,
-    "epsilon_boltzmann": EpsilonBoltzmann,
-    "discovery": Discovery,
-    "square_cb": SquareCB,
-}
+# The name of the paper's policy with its default parameters.
+_PAPER = "paper"
 
-# The names `get` takes, e.g. for a command-line flag.
-NAMES = tuple(_BY_NAME)
+_REGISTRY = Registry(
+    Policy, "policy", "keras_brainprop.policies", reserved=(_PAPER,)
+)
+
+
+def register(name):
+    """Registers a policy class under a name: a class decorator.
+
+    A registered policy is known by its name everywhere a policy is named:
+    `kbp.wrap(model, policy=name)`, `get`, the command line's `--policy`,
+    and saved results (`name(policy)`). A class that Keras cannot serialize
+    yet is registered with `keras.saving.register_keras_serializable`
+    (package "keras_brainprop.policies", the same name), so models with it
+    save to `.keras` files and load back. Its `get_config()` must return
+    the arguments of its `__init__`; `get(name)` calls the class without
+    arguments.
+
+    Args:
+        name: a lower-case identifier (letters, digits, underscores), e.g.
+            "my_policy"; "paper" is reserved. Taking a name registered for
+            another class raises a `ValueError` (a class defined again by
+            the same code, such as a notebook cell run twice, replaces its
+            former self).
+
+    Returns:
+        A decorator that registers a `Policy` subclass (else it raises a
+        `TypeError`) and returns the class unchanged.
+
+    Example:
+
+    >>> import keras
+    >>> import keras_brainprop as kbp
+    >>> @kbp.policies.register("last_action")
+    ... class LastAction(kbp.policies.Policy):
+    ...     def select(self, q_values, step, seed):
+    ...         actions = keras.ops.shape(q_values)[-1]
+    ...         return keras.ops.full(keras.ops.shape(q_values)[:1],
+    ...                               actions - 1, "int32")
+    >>> kbp.policies.get("last_action")
+    LastAction()
+    >>> kbp.policies.name(LastAction())
+    'last_action'
+    """
+
+    return _REGISTRY.decorator(name)
+
+
+for _name, _cls in (
+    ("greedy", Greedy),
+    ("epsilon_greedy", EpsilonGreedy),
+    ("boltzmann", Boltzmann),
+    ("epsilon_boltzmann", EpsilonBoltzmann),
+    ("discovery", Discovery),
+    ("square_cb", SquareCB),
+):
+    register(_name)(_cls)
+del _name, _cls
+
+# The built-in policies' names, e.g. for a command-line flag.
+NAMES = _REGISTRY.names()
+
+__all__ = [
+    "NAMES",
+    "Boltzmann",
+    "Discovery",
+    "EpsilonBoltzmann",
+    "EpsilonGreedy",
+    "Greedy",
+    "Policy",
+    "SquareCB",
+    "get",
+    "name",
+    "names",
+    "parameters",
+    "register",
+]
+
+
+def names():
+    """Returns the names of all registered policies, the built-in ones first.
+
+    `get` also takes "paper", the paper's `EpsilonBoltzmann()`.
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> kbp.policies.names()[:3]
+    ('greedy', 'epsilon_greedy', 'boltzmann')
+    """
+    return _REGISTRY.names()
+
+
+def _is_paper(policy):
+    return type(policy) is EpsilonBoltzmann and (
+        policy.get_config() == EpsilonBoltzmann().get_config()
+    )
 
 
 def name(policy):
     """Returns a short name of a policy: "paper" for the default.
 
-    "paper" when `get(policy)` is the paper's `EpsilonBoltzmann()` with its
-    default parameters, else the snake-case name of its class, e.g.
-    "discovery" (the parameters are not part of the name).
+    `get(name(policy))` is a policy of the same class, with its default
+    parameters (`parameters(policy)` gives those that differ).
+
+    Args:
+        policy: a policy, or anything `get` accepts.
+
+    Returns:
+        "paper" when `get(policy)` is the paper's `EpsilonBoltzmann()` with
+        its default parameters, else the name its class was registered
+        under (`register`), e.g. "discovery" (the parameters are not part
+        of the name). A class that is not registered raises a `ValueError`
+        (subclasses of a registered class are not registered with it).
 
     Example:
 
+    >>> import keras_brainprop as kbp
+    >>> from keras_brainprop.policies import EpsilonBoltzmann, name
     >>> name(None), name("discovery"), name(EpsilonBoltzmann(epsilon=0.2))
     ('paper', 'discovery', 'epsilon_boltzmann')
     """
     policy = get(policy)
-    default = EpsilonBoltzmann()
-    if type(policy) is EpsilonBoltzmann and (
-        policy.get_config() == default.get_config()
-    ):
-        return "paper"
-    for key, cls in _BY_NAME.items():
-        if type(policy) is cls:
-            return key
-    return type(policy).__name__
+    if _is_paper(policy):
+        return _PAPER
+    return _REGISTRY.name_of(policy)
+
+
+def parameters(policy):
+    """Returns a policy's parameters that differ from its class's defaults.
+
+    Args:
+        policy: a policy, or anything `get` accepts.
+
+    Returns:
+        A dict of the entries of `policy.get_config()` whose values differ
+        from those of the class called without arguments, `{}` for a policy
+        with its default parameters. Schedules appear as their configs;
+        values JSON cannot write are given as their `repr`.
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> kbp.policies.parameters(kbp.policies.Discovery(bonus=0.5))
+    {'bonus': 0.5}
+    >>> kbp.policies.parameters("paper")
+    {}
+    """
+    return _REGISTRY.parameters(get(policy))
 
 
 def get(identifier):
     """Returns a policy from an instance, a name, a config dict or None.
 
-    `None` gives the paper's default, `EpsilonBoltzmann()`. Names are the
-    class names or their snake-case forms ("greedy", "epsilon_boltzmann",
-    "discovery"), and give the class with its default parameters.
+    Args:
+        identifier: a `Policy` (returned as it is); a registered name
+            (`names()`: "greedy", "epsilon_greedy", "boltzmann",
+            "epsilon_boltzmann", "discovery", "square_cb" and the policies
+            registered with `register`) or the name of a registered class,
+            in any case, which gives the class with its default parameters;
+            "paper" or None for the paper's `EpsilonBoltzmann()`; or a
+            config dict (`keras.saving.serialize_keras_object(policy)`).
+
+    Returns:
+        A `Policy`. Anything else raises a `ValueError`.
+
+    Example:
+
+    >>> import keras_brainprop as kbp
+    >>> kbp.policies.get("paper")
+    EpsilonBoltzmann(epsilon=0.02, temperature=1.0)
+    >>> kbp.policies.get("SquareCB")
+    SquareCB(gamma=1000.0)
     """
     if identifier is None:
         return EpsilonBoltzmann()
     if isinstance(identifier, Policy):
         return identifier
     if isinstance(identifier, str):
-        key = identifier.lower()
-        for name, cls in _BY_NAME.items():
-            if key in (name, cls.__name__.lower()):
-                return cls()
+        if identifier.lower() == _PAPER:
+            return EpsilonBoltzmann()
+        cls = _REGISTRY.lookup(identifier)
+        if cls is not None:
+            return cls()
     if isinstance(identifier, dict):
         policy = keras.saving.deserialize_keras_object(identifier)
         if isinstance(policy, Policy):
             return policy
-    names = ", ".join(repr(name) for name in _BY_NAME)
     raise ValueError(
         "`policy` must be a keras_brainprop.policies.Policy, one of "
-        f"{names}, a policy config or None. Received: policy={identifier!r}"
+        f"{_REGISTRY.quoted_names()} (registered names), 'paper', a policy "
+        f"config or None. Received: policy={identifier!r}"
     )

@@ -1,0 +1,141 @@
+"""A table of classes by name: feedback rules and policies register here."""
+
+import json
+import re
+
+import keras
+
+# Registered names become command-line values and parts of folder names.
+_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _json_friendly(value):
+    """Returns `value` if JSON can write it, else its repr."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+class Registry:
+    """Classes of one kind (a base class) by their registered names.
+
+    Args:
+        base: the base class every registered class derives from.
+        kind: what the classes are, for messages, e.g. "feedback rule".
+        package: the Keras serialization package given to registered
+            classes that Keras does not know yet.
+        reserved: names that are refused (they mean something else).
+    """
+
+    def __init__(self, base, kind, package, reserved=()):
+        self.base = base
+        self.kind = kind
+        self.package = package
+        self.reserved = tuple(reserved)
+        self._classes = {}
+
+    def register(self, name, cls):
+        """Registers `cls` under `name` and returns it."""
+        if not isinstance(cls, type) or not issubclass(cls, self.base):
+            raise TypeError(
+                f"Only subclasses of {self.base.__module__}."
+                f"{self.base.__qualname__} can be registered as a "
+                f"{self.kind}. Received: {cls!r}"
+            )
+        if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+            raise ValueError(
+                f"A {self.kind} name must be a lower-case identifier (letters, "
+                f"digits and underscores, starting with a letter), e.g. "
+                f"'my_rule'. Received: name={name!r}"
+            )
+        if name in self.reserved:
+            raise ValueError(
+                f"The name {name!r} is reserved. Received: name={name!r}"
+            )
+        taken = self._classes.get(name)
+        if taken is not None and not _same_definition(taken, cls):
+            raise ValueError(
+                f"The {self.kind} name {name!r} is already registered for "
+                f"{_qualified(taken)}. Choose another name. Received: "
+                f"{_qualified(cls)}"
+            )
+        other = self._name_of(cls)
+        if other is not None and other != name:
+            raise ValueError(
+                f"{_qualified(cls)} is already registered as {other!r}; a "
+                f"class has one name. Received: name={name!r}"
+            )
+        if not _keras_knows(cls):
+            keras.saving.register_keras_serializable(
+                package=self.package, name=name
+            )(cls)
+        self._classes[name] = cls
+        return cls
+
+    def decorator(self, name):
+        """Returns a class decorator that registers under `name`."""
+        return lambda cls: self.register(name, cls)
+
+    def names(self):
+        return tuple(self._classes)
+
+    def lookup(self, key):
+        """Returns the class of a registered or class name, or None."""
+        key = key.lower()
+        if key in self._classes:
+            return self._classes[key]
+        for cls in self._classes.values():
+            if key == cls.__name__.lower():
+                return cls
+        return None
+
+    def _name_of(self, cls):
+        for name, registered in self._classes.items():
+            if registered is cls:
+                return name
+        return None
+
+    def name_of(self, obj):
+        """Returns the registered name of `obj`'s class, or raises."""
+        name = self._name_of(type(obj))
+        if name is None:
+            raise ValueError(
+                f"{_qualified(type(obj))} is not a registered {self.kind}, so "
+                "it has no name. Register it with the decorator "
+                f"`@{self.package}.register('some_name')`. Received: {obj!r}"
+            )
+        return name
+
+    def parameters(self, obj):
+        """Returns the config entries of `obj` that differ from defaults."""
+        config = obj.get_config()
+        try:
+            default = type(obj)().get_config()
+        except TypeError:  # Arguments without defaults: none to compare.
+            default = {}
+        return {
+            key: _json_friendly(value)
+            for key, value in config.items()
+            if key not in default or default[key] != value
+        }
+
+    def quoted_names(self):
+        """The registered names for messages: "'a', 'b'"."""
+        return ", ".join(repr(name) for name in self._classes)
+
+
+def _qualified(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _same_definition(cls, other):
+    # A class defined again by the same code (a notebook cell run twice, a
+    # module reloaded) replaces its former self.
+    return cls is other or (_qualified(cls) == _qualified(other))
+
+
+def _keras_knows(cls):
+    registered = keras.saving.get_registered_name(cls)
+    return keras.saving.get_registered_object(registered) is cls
