@@ -234,10 +234,12 @@ class ModelFiles(PortableCompileConfig):
 
         Example:
 
-        >>> model.export("q_values")  # TensorFlow or JAX.
-        >>> tf.saved_model.load("q_values").serve(x)  # == model.predict(x)
-        >>> model.export("q_values.pt2", format="torch")  # PyTorch.
-        >>> torch.export.load("q_values.pt2").module()(x)
+        ```python
+        model.export("q_values")  # TensorFlow or JAX.
+        tf.saved_model.load("q_values").serve(x)  # == model.predict(x)
+        model.export("q_values.pt2", format="torch")  # PyTorch.
+        torch.export.load("q_values.pt2").module()(x)
+        ```
         """
         _check_export_format(format)
         if input_signature is None:

@@ -22,11 +22,13 @@ class BackpropModel(PortableCompileConfig, _keras_fixes.ReplicaSafeModel):
 
     Example:
 
-    >>> with tf.distribute.MirroredStrategy().scope():
-    ...     model = BackpropModel(net)
-    ...     model.compile(optimizer="sgd",
-    ...                   loss="sparse_categorical_crossentropy")
-    >>> model.fit(dataset)
+    ```python
+    with tf.distribute.MirroredStrategy().scope():
+        model = BackpropModel(net)
+        model.compile(optimizer="sgd",
+                      loss="sparse_categorical_crossentropy")
+    model.fit(dataset)
+    ```
     """
 
     def __init__(self, network, **kwargs):

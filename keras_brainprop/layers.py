@@ -141,7 +141,7 @@ class LocallyConnected2D(keras.layers.Layer):
     ... ])
     >>> model.output_shape
     (None, 12, 12, 32)
-    >>> model.layers[0].kernel.shape
+    >>> tuple(model.layers[0].kernel.shape)
     (676, 9, 32)
 
     Reference:

@@ -60,8 +60,12 @@ def brainprop_step(
     >>> step = brainprop_step(
     ...     keras.ops.convert_to_tensor([[0.2, 0.9], [0.7, 0.1]]), [1, 1],
     ...     keras_brainprop.rewards.CorrectChoice())
-    >>> step.actions, step.rewards, step.reward_prediction_error
-    # [1, 0], [1., 0.], [0.1, -0.7]
+    >>> keras.ops.convert_to_numpy(step.actions)  # Greedy: no policy.
+    array([1, 0], dtype=int32)
+    >>> keras.ops.convert_to_numpy(step.rewards)
+    array([1., 0.], dtype=float32)
+    >>> keras.ops.convert_to_numpy(step.reward_prediction_error).round(4)
+    array([ 0.1, -0.7], dtype=float32)
     """
     greedy = _greedy(q_values)  # As the Greedy policy breaks ties.
     if policy is None:

@@ -109,10 +109,12 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     Example:
 
-    >>> backup = keras_brainprop.callbacks.BackupAndRestore(
-    ...     "/tmp/run1", save_freq=100)
-    >>> model.fit(x, y, shuffle=False, epochs=20, callbacks=[backup])
-    >>> # Killed? Run the same lines again: it continues where it stopped.
+    ```python
+    backup = keras_brainprop.callbacks.BackupAndRestore(
+        "/tmp/run1", save_freq=100)
+    model.fit(x, y, shuffle=False, epochs=20, callbacks=[backup])
+    # Killed? Run the same lines again: it continues where it stopped.
+    ```
     """
 
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):

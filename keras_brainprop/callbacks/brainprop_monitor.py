@@ -151,17 +151,19 @@ class BrainPropMonitor(keras.callbacks.Callback):
 
     Example:
 
-    >>> model = keras_brainprop.wrap(net)
-    >>> model.compile(optimizer=keras.optimizers.SGD(0.1),
-    ...               metrics=["accuracy"])
-    >>> model.fit(
-    ...     x_train, y_train, validation_data=(x_val, y_val), epochs=20,
-    ...     callbacks=[
-    ...         keras.callbacks.TensorBoard("logs/run1"),
-    ...         keras_brainprop.callbacks.BrainPropMonitor(
-    ...             "logs/run1", probe_data=(x_val, y_val), probe_size=512),
-    ...     ],
-    ... )
+    ```python
+    model = keras_brainprop.wrap(net)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  metrics=["accuracy"])
+    model.fit(
+        x_train, y_train, validation_data=(x_val, y_val), epochs=20,
+        callbacks=[
+            keras.callbacks.TensorBoard("logs/run1"),
+            keras_brainprop.callbacks.BrainPropMonitor(
+                "logs/run1", probe_data=(x_val, y_val), probe_size=512),
+        ],
+    )
+    ```
 
     Then run `tensorboard --logdir logs`.
     """

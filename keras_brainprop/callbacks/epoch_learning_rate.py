@@ -18,9 +18,11 @@ class EpochLearningRate(keras.callbacks.Callback):
 
     Example:
 
-    >>> hparams = architectures.hyperparameters("conv")
-    >>> callback = EpochLearningRate(hparams.learning_rate_at)
-    >>> model.fit(train, epochs=300, callbacks=[callback])
+    ```python
+    hparams = architectures.hyperparameters("conv")
+    callback = EpochLearningRate(hparams.learning_rate_at)
+    model.fit(train, epochs=300, callbacks=[callback])
+    ```
     """
 
     def __init__(self, schedule):

@@ -39,9 +39,11 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
     Example:
 
-    >>> callback = PreciseBatchNorm(train_data, num_batches=16)
-    >>> model.fit(train_data, validation_data=validation_data,
-    ...           epochs=10, callbacks=[callback])
+    ```python
+    callback = PreciseBatchNorm(train_data, num_batches=16)
+    model.fit(train_data, validation_data=validation_data,
+              epochs=10, callbacks=[callback])
+    ```
 
     Reference:
         Wu, Johnson, "Rethinking 'Batch' in BatchNorm", 2021.

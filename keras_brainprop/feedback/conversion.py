@@ -59,8 +59,12 @@ def feedback_layers(network):
 
     Example:
 
+    >>> net = keras.Sequential(
+    ...     [keras.Input((64,)), keras.layers.Dense(32), keras.layers.Dense(10)]
+    ... )
     >>> net = feedback.apply(net, "feedback_alignment")
-    >>> [layer.feedback_kernel.shape for layer in feedback_layers(net)]
+    >>> [tuple(layer.feedback_kernel.shape) for layer in feedback_layers(net)]
+    [(64, 32), (32, 10)]
     """
     network = _network_of(network)
     if not _is_graph_network(network):
@@ -85,6 +89,7 @@ def rule_of(network):
 
     Example:
 
+    >>> net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     >>> feedback.rule_of(feedback.apply(net, "sign_symmetry"))
     SignSymmetry()
     """
@@ -214,7 +219,7 @@ def apply(network, rule=None):
     ...     keras.layers.Dense(10, use_bias=False),
     ... ])
     >>> converted = feedback.apply(net, feedback.KolenPollack(seed=1))
-    >>> converted.layers[0].feedback_kernel.shape
+    >>> tuple(converted.layers[0].feedback_kernel.shape)
     (64, 32)
     >>> converted.layers[0].kernel is net.layers[0].kernel
     True
@@ -270,9 +275,11 @@ def to_plain(network):
 
     Example:
 
-    >>> model = keras.models.load_model("brainprop_kp.keras")
-    >>> plain = feedback.to_plain(model.network)
-    >>> plain.save("trained.keras")  # A plain Keras model.
+    ```python
+    model = keras.models.load_model("brainprop_kp.keras")
+    plain = feedback.to_plain(model.network)
+    plain.save("trained.keras")  # A plain Keras model.
+    ```
     """
     network = _network_of(network)
     if not feedback_layers(network):

@@ -78,9 +78,18 @@ def weight_alignment(network):
 
     Example:
 
-    >>> net = feedback.apply(net, "kolen_pollack")
-    >>> feedback.diagnostics.weight_alignment(net)
-    {'dense': (88.7, 1.02), 'dense_1': (89.9, 0.98)}
+    >>> net = keras.Sequential([
+    ...     keras.Input((64,)),
+    ...     keras.layers.Dense(32, name="hidden"),
+    ...     keras.layers.Dense(10, name="output"),
+    ... ])
+    >>> net = feedback.apply(net, "feedback_alignment")
+    >>> alignment = feedback.diagnostics.weight_alignment(net)
+    >>> sorted(alignment)
+    ['hidden', 'output']
+    >>> angle, norm_ratio = alignment["hidden"]
+    >>> 80 < angle < 100  # Random feedback: about orthogonal to the kernel.
+    True
     """
     alignment = {}
     for layer in feedback_layers(_network_of(network)):

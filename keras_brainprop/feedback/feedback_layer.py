@@ -120,10 +120,10 @@ class FeedbackLayer(keras.layers.Wrapper):
     Example:
 
     >>> dense = keras.layers.Dense(4)
-    >>> layer = FeedbackLayer(dense, FeedbackAlignment(seed=1),
+    >>> layer = FeedbackLayer(dense, feedback.FeedbackAlignment(seed=1),
     ...                       feedback_initializer="glorot_uniform")
     >>> outputs = layer(keras.ops.ones((2, 3)))
-    >>> layer.feedback_kernel.shape
+    >>> tuple(layer.feedback_kernel.shape)
     (3, 4)
     """
 

@@ -79,6 +79,7 @@ class Discovery(Policy):
 
     Example:
 
+    >>> network = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model = kbp.wrap(network, policy="discovery")
     >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
     >>> policy = Discovery(bonus=0.1, min_share=0.25)

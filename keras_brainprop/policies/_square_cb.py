@@ -37,6 +37,7 @@ class SquareCB(Policy):
 
     Example:
 
+    >>> network = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model = kbp.wrap(network, policy=SquareCB(gamma=1000.0))
 
     Reference:
