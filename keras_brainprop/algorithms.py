@@ -43,16 +43,15 @@ ALIASES = {"ebp": "backprop"}
 def feedback_name(algorithm):
     """Returns the name of an algorithm's feedback rule, e.g. "symmetric".
 
+    The rule's registered name (`keras_brainprop.feedback.name`);
+    "symmetric" for an algorithm without a rule.
+
     Example:
 
     >>> feedback_name(Backprop(feedback="kolen_pollack"))
     'kolen_pollack'
     """
-    rule = feedback_lib.get(getattr(algorithm, "feedback", None))
-    for name in feedback_lib.NAMES:
-        if type(rule) is type(feedback_lib.get(name)):
-            return name
-    return type(rule).__name__
+    return feedback_lib.name(getattr(algorithm, "feedback", None))
 
 
 def _in_strategy_scope():
@@ -100,7 +99,9 @@ class BrainProp:
 
     Example:
 
-    >>> algorithm = BrainProp(policy=kbp.policies.Greedy())
+    >>> from keras_brainprop import architectures, policies
+    >>> net = architectures.build("mlp", (8, 8, 1), 10)
+    >>> algorithm = BrainProp(policy=policies.Greedy())
     >>> model = algorithm.wrap(net)
     >>> algorithm.compile(model, learning_rate=0.1)
     >>> recommended = BrainProp(setting="recommended")
@@ -200,8 +201,14 @@ class Backprop:
 
     Example:
 
+    >>> from keras_brainprop import architectures
+    >>> net = architectures.build(
+    ...     "mlp", (8, 8, 1), 10, output_activation="softmax"
+    ... )
     >>> algorithm = Backprop()
-    >>> model = algorithm.wrap(net)  # `net` itself outside a strategy.
+    >>> model = algorithm.wrap(net)
+    >>> model is net  # The network itself outside a strategy.
+    True
     >>> algorithm.compile(model, learning_rate=0.1)
     """
 
@@ -276,20 +283,31 @@ _CLASSES = {"brainprop": BrainProp, "backprop": Backprop}
 _API = ("name", "output_activation", "wrap", "compile", "callbacks")
 
 
-def get(identifier, **options):
-    """Returns the algorithm object for a name, or the object itself.
+def get(identifier, run_seed=None, **options):
+    """Returns the algorithm object of a name or object, with `options` set.
+
+    It is the one place that builds the algorithm of a run
+    (`experiment.run` calls it with its `feedback`, `policy` and seed).
 
     Args:
         identifier: A name of `NAMES` (case-insensitive), a former name of
             `ALIASES` ("ebp" is backprop), or an algorithm object (with
             `name`, `output_activation`, `wrap`, `compile` and
-            `callbacks`), returned as is.
+            `callbacks`).
+        run_seed: The seed of a run: an algorithm whose `seed` is None
+            (an unseeded `BrainProp`) takes it, so that a seed names one
+            run. An algorithm with a seed of its own, or without one,
+            keeps its own.
         **options: Fields of the algorithm to set, e.g.
             `feedback="kolen_pollack"`, `policy=...` or, for BrainProp,
-            `setting="recommended"`.
+            `setting="recommended"`. An option that is None keeps the
+            algorithm's own; `policy` is ignored by an algorithm without
+            one (backprop).
 
     Returns:
-        `BrainProp()`, `Backprop()` or `identifier`.
+        `BrainProp(**options)`, `Backprop(**options)`, or `identifier`
+        itself when nothing changes, else a copy of it with the options
+        set.
 
     Raises:
         ValueError: For an unknown name or another kind of object.
@@ -302,14 +320,39 @@ def get(identifier, **options):
     'sign_symmetry'
     >>> get("brainprop", setting="recommended").setting
     'recommended'
+    >>> get("backprop", policy="discovery")  # Backprop has no policy.
+    Backprop(feedback=None, setting=None)
+    >>> get("brainprop", run_seed=3).seed
+    3
+    >>> get(BrainProp(seed=5), run_seed=3).seed  # Keeps its own.
+    5
     """
+    algorithm = _algorithm(identifier)
+    options = {
+        key: value
+        for key, value in options.items()
+        if value is not None and (key != "policy" or hasattr(algorithm, key))
+    }
+    if options:
+        algorithm = dataclasses.replace(algorithm, **options)
+    if run_seed is not None and _unseeded(algorithm):
+        algorithm = dataclasses.replace(algorithm, seed=run_seed)
+    return algorithm
+
+
+def _unseeded(algorithm):
+    return dataclasses.is_dataclass(algorithm) and (
+        getattr(algorithm, "seed", 0) is None
+    )
+
+
+def _algorithm(identifier):
+    """The algorithm of a name (with default fields), or the object."""
     if isinstance(identifier, str):
         name = ALIASES.get(identifier.lower(), identifier.lower())
         if name in _CLASSES:
-            return _CLASSES[name](**options)
+            return _CLASSES[name]()
     elif all(hasattr(identifier, attribute) for attribute in _API):
-        if options:
-            return dataclasses.replace(identifier, **options)
         return identifier
     names = ", ".join(repr(name) for name in NAMES)
     aliases = ", ".join(repr(alias) for alias in ALIASES)

@@ -24,9 +24,10 @@ diverges at 100 actions (10.0) and on batch-normalized nets (1.0).
 
 Example:
 
->>> settings.get("recommended", network)
-Setting(name='recommended', policy=Discovery(...), optimizer='adam', ...)
->>> algorithm = kbp.algorithms.get("brainprop", setting="recommended")
+>>> from keras_brainprop import algorithms, settings
+>>> settings.get("recommended").describe()
+'recommended: discovery, Adam at 0.001'
+>>> algorithm = algorithms.get("brainprop", setting="recommended")
 """
 
 import dataclasses
@@ -56,7 +57,8 @@ class Setting:
 
     Example:
 
-    >>> Setting("adam_paper", optimizer="adam", learning_rate=1e-3)
+    >>> Setting("adam_paper", optimizer="adam", learning_rate=1e-3).describe()
+    'adam_paper: paper, Adam at 0.001'
     """
 
     name: str

@@ -23,7 +23,10 @@ PyTorch), data-parallel with a `strategy` the backend supports
 (`run`), and every `Result` and summary records the backend.
 
 With `output_dir`, `run` writes into `<output_dir>/<dataset>_<architecture>_
-<algorithm>/` (with `_<backend>` added under JAX and PyTorch; `reporting`):
+<algorithm>/`, a name that grows by the feedback rule, policy and setting
+when they are not the paper's, a hash of their parameters when not the
+defaults, and the backend under JAX and PyTorch (`run_name`, `naming`;
+`reporting`):
 `summary.json` (all results and settings, `Result.to_dict`), `accuracy.png`
 (validation accuracy of every seed) and per seed, in `seed_<seed>/`,
 `history.json` (the per-epoch logs and epoch durations), `model.weights.h5`
@@ -50,6 +53,7 @@ result.mean_test_accuracy, result.std_test_accuracy
 ```
 """
 
+from keras_brainprop.experiment.naming import run_name
 from keras_brainprop.experiment.protocol import Splits
 from keras_brainprop.experiment.protocol import TrainingCallbacks
 from keras_brainprop.experiment.protocol import load_splits
@@ -74,6 +78,7 @@ __all__ = [
     "make_callbacks",
     "plot_curves",
     "run",
+    "run_name",
     "summarize",
     "train",
 ]

@@ -26,9 +26,11 @@ def replicate_uneven_batches():
 
     Example:
 
-    >>> replicate_uneven_batches()
-    >>> with keras.distribution.DataParallel().scope():
-    ...     model.evaluate(test_data)  # 359 examples over 2 devices.
+    ```python
+    replicate_uneven_batches()
+    with keras.distribution.DataParallel().scope():
+        model.evaluate(test_data)  # 359 examples over 2 devices.
+    ```
     """
     global _installed
     if _installed or keras.backend.backend() != "jax":

@@ -178,8 +178,10 @@ def make_callbacks(hparams, *, test_data=None, extra=(), verbose=1):
 
     Example:
 
-    >>> training = make_callbacks(architectures.hyperparameters("conv"))
-    >>> model.fit(train, validation_data=val, callbacks=training.callbacks)
+    ```python
+    training = make_callbacks(architectures.hyperparameters("conv"))
+    model.fit(train, validation_data=val, callbacks=training.callbacks)
+    ```
     """
     timer = _EpochTimer()
     early_stopping = keras.callbacks.EarlyStopping(

@@ -29,8 +29,9 @@ def plot_curves(curves, path, *, title, ylabel="accuracy", best_epoch=None):
 
     Example:
 
-    >>> plot_curves({"validation": [0.5, 0.8, 0.9]}, "acc.png", title="run")
-    'acc.png'
+    ```python
+    plot_curves({"validation": [0.5, 0.8, 0.9]}, "acc.png", title="run")
+    ```
     """
     try:
         import matplotlib

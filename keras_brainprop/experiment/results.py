@@ -108,6 +108,14 @@ class Result:
         setting: The name of the algorithm's setting (`settings`), e.g.
             "paper" or "recommended"; None for a file that does not
             record it.
+        feedback_parameters: The feedback rule's parameters that differ
+            from its class's defaults (`feedback.parameters`), e.g.
+            `{"decay": 0.01}`; `{}` for the defaults and for files that
+            do not record them.
+        policy_parameters: The same of the policy (`policies.
+            parameters`), e.g. `{"bonus": 0.5}`; `{}` for the defaults,
+            for an algorithm without a policy and for files that do not
+            record them.
         backend: The Keras backend the runs trained on, "tensorflow",
             "jax" or "torch"; by default this process's. Files that do not
             record it were written when keras_brainprop ran on TensorFlow
@@ -134,6 +142,8 @@ class Result:
     feedback: str = "symmetric"
     policy: str | None = None
     setting: str | None = None
+    feedback_parameters: dict = dataclasses.field(default_factory=dict)
+    policy_parameters: dict = dataclasses.field(default_factory=dict)
     backend: str = dataclasses.field(default_factory=keras.backend.backend)
 
     seeds = _per_seed("seed")
@@ -183,9 +193,10 @@ class Result:
                 `results.json`. An algorithm stored under a former name
                 ("ebp") gets its current one ("backprop"); files written
                 before feedback rules existed are "symmetric", those
-                that do not record the policy or setting have None, and
-                those that do not record the backend (all written under
-                TensorFlow) are "tensorflow".
+                that do not record the policy or setting have None, those
+                that do not record the parameters have `{}` (the
+                defaults), and those that do not record the backend (all
+                written under TensorFlow) are "tensorflow".
 
         Returns:
             The `Result`; `output_dir` is None.
@@ -198,6 +209,8 @@ class Result:
                 "feedback": "symmetric",
                 "policy": None,
                 "setting": None,
+                "feedback_parameters": {},
+                "policy_parameters": {},
                 "backend": "tensorflow",
                 **data,
             }
@@ -227,6 +240,8 @@ class Result:
             "feedback": self.feedback,
             "policy": self.policy,
             "setting": self.setting,
+            "feedback_parameters": self.feedback_parameters,
+            "policy_parameters": self.policy_parameters,
             "backend": self.backend,
             "hyperparameters": dataclasses.asdict(self.hyperparameters),
             "max_epochs": self.max_epochs,

@@ -3,7 +3,6 @@
 import contextlib
 import dataclasses
 import math
-import numbers
 import os
 
 import keras
@@ -13,14 +12,13 @@ from absl import logging
 
 from keras_brainprop import algorithms
 from keras_brainprop import architectures
-from keras_brainprop import datasets
 from keras_brainprop import feedback as feedback_lib
-from keras_brainprop import policies
-from keras_brainprop import settings
 from keras_brainprop.callbacks import PreciseBatchNorm
+from keras_brainprop.experiment import naming
 from keras_brainprop.experiment import protocol
 from keras_brainprop.experiment import reporting
-from keras_brainprop.experiment._uneven_batches import replicate_uneven_batches
+from keras_brainprop.experiment._arguments import check_arguments
+from keras_brainprop.experiment._strategies import check_strategy
 from keras_brainprop.experiment.results import Result
 from keras_brainprop.experiment.results import SeedResult
 
@@ -84,7 +82,9 @@ def train(seed_run):
 
     Example:
 
-    >>> run("digits", "mlp", train_fn=train)  # The same as without it.
+    ```python
+    run("digits", "mlp", train_fn=train)  # The same as without it.
+    ```
     """
     train_data, validation_data = seed_run.train, seed_run.validation
     if tf.distribute.has_strategy():
@@ -184,65 +184,6 @@ def finish_seed(history, training, splits, seed, output_dir=None):
     return result
 
 
-def _resolved_setting(algorithm, dataset, architecture):
-    """The `settings.Setting` a BrainProp algorithm trains the network with,
-    or None for an algorithm without settings or with the paper's."""
-    if getattr(algorithm, "setting", None) is None:
-        return None
-    spec = datasets.info(dataset)
-    network = architectures.build(
-        architecture,
-        spec.input_shape,
-        spec.num_classes,
-        output_activation=algorithm.output_activation,
-    )
-    return algorithm.resolve(network)
-
-
-def _setting_name(algorithm):
-    """A BrainProp setting's name for folders: "paper", "recommended"..."""
-    setting = getattr(algorithm, "setting", None)
-    name = settings.get(setting).name if setting is not None else "paper"
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def _check_strategy(strategy, backend):
-    """Refuses a data-parallel setup the Keras backend cannot train under."""
-    if strategy is None:
-        return
-    # keras.distribution has no public base class: a mesh tells it apart.
-    if hasattr(strategy, "device_mesh"):
-        if backend != "jax":
-            raise ValueError(
-                "A keras.distribution distribution trains under the JAX "
-                "backend only in Keras 3.15 (KERAS_BACKEND=jax); under "
-                "TensorFlow use a tf.distribute strategy, and PyTorch trains "
-                f"on one device. Received: strategy={strategy!r} with "
-                f"KERAS_BACKEND={backend!r}"
-            )
-        replicate_uneven_batches()
-        return
-    # TensorFlow's default strategy is one device: harmless anywhere.
-    if backend != "tensorflow" and strategy is not tf.distribute.get_strategy():
-        raise ValueError(
-            "A tf.distribute strategy trains under the TensorFlow backend "
-            "only (KERAS_BACKEND=tensorflow); under JAX use "
-            "keras.distribution.DataParallel, and PyTorch trains on one "
-            f"device. Received: strategy={strategy!r} with "
-            f"KERAS_BACKEND={backend!r}"
-        )
-
-
-def _for_seed(algorithm, seed):
-    # An unseeded algorithm (BrainProp's exploration) takes the run's seed,
-    # so that a seed names one run.
-    if dataclasses.is_dataclass(algorithm) and (
-        getattr(algorithm, "seed", 0) is None
-    ):
-        return dataclasses.replace(algorithm, seed=seed)
-    return algorithm
-
-
 def run(
     dataset,
     architecture,
@@ -284,12 +225,13 @@ def run(
         seeds: Seeds, one full run each.
         data_dir: Optional directory with a local copy of the data.
         output_dir: If set, write the results, weights and plots into
-            `<output_dir>/<dataset>_<architecture>_<algorithm name>/`;
-            under JAX or PyTorch, the backend ends the folder's name
-            (`..._jax`), after any rule, policy or setting.
-        logdir: If set, log TensorBoard summaries into `<logdir>/<dataset>_
-            <architecture>_<algorithm name>/seed_<seed>/` (the folder named
-            as in `output_dir`).
+            `<output_dir>/<run_name(...)>/`: the run's name
+            (`experiment.run_name`) is `<dataset>_<architecture>_<algorithm
+            name>`, followed by the rule, policy and setting when not the
+            default ones, a hash of their parameters when not the
+            defaults, and the backend under JAX or PyTorch (`..._jax`).
+        logdir: If set, log TensorBoard summaries into `<logdir>/<run_name(
+            ...)>/seed_<seed>/` (the folder named as in `output_dir`).
         batch_size: Override of the paper's batch size.
         learning_rate: Override of the initial learning rate: the paper's
             0.1, or the rate of a BrainProp `setting`.
@@ -310,7 +252,7 @@ def run(
             its name, for either algorithm; it replaces the algorithm's
             own (default `Symmetric`). A rule other than "symmetric" is
             added to the output names: `<dataset>_<architecture>_<algorithm
-            name>_<rule name>`.
+            name>_<feedback.name(rule)>`.
         policy: Optional action-selection policy (`keras_brainprop.
             policies`) or its name, e.g. "discovery"; it replaces
             BrainProp's own. An algorithm without a policy (backprop)
@@ -336,46 +278,27 @@ def run(
 
     Example:
 
-    >>> result = run("digits", "mlp", "backprop", epochs=20, seeds=[1, 2])
-    >>> result.mean_test_accuracy, result.std_test_accuracy
+    ```python
+    result = run("digits", "mlp", "backprop", epochs=20, seeds=[1, 2])
+    result.mean_test_accuracy, result.std_test_accuracy
+    ```
     """
-    algorithm = algorithms.get(algorithm)
-    if feedback is not None:
-        algorithm = dataclasses.replace(algorithm, feedback=feedback)
-    if policy is not None and hasattr(algorithm, "policy"):
-        algorithm = dataclasses.replace(algorithm, policy=policy)
-    rule = algorithms.feedback_name(algorithm)
-    seeds = [int(seed) for seed in seeds]
-    if not seeds:
-        raise ValueError(f"Give at least one seed. Received: seeds={seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(
-            "Each seed is one run: a repeated seed would count one run "
-            f"twice. Received: seeds={seeds!r}"
+    seeds = check_arguments(seeds, epochs, learning_rate)
+    # Each seed's algorithm: an unseeded one explores with the run's seed.
+    by_seed = {
+        seed: algorithms.get(
+            algorithm, run_seed=seed, feedback=feedback, policy=policy
         )
-    if epochs is not None and (
-        isinstance(epochs, bool)
-        or not isinstance(epochs, numbers.Integral)
-        or epochs < 1
-    ):
-        raise ValueError(
-            f"`epochs` must be an integer >= 1. Received: epochs={epochs!r}"
-        )
-    if learning_rate is not None and (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, numbers.Real)
-        or not (math.isfinite(learning_rate) and learning_rate > 0)
-    ):
-        raise ValueError(
-            "`learning_rate` must be a finite number > 0. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
+        for seed in seeds
+    }
     backend = keras.backend.backend()
-    _check_strategy(strategy, backend)
+    check_strategy(strategy, backend)
+    description = naming.describe(
+        dataset, architecture, by_seed[seeds[0]], backend
+    )
     # A BrainProp setting chooses the policy and rate for the network.
-    setting = _resolved_setting(algorithm, dataset, architecture)
-    if learning_rate is None and setting is not None:
-        learning_rate = setting.learning_rate
+    if learning_rate is None:
+        learning_rate = description.learning_rate
     overrides = {
         "batch_size": batch_size,
         "learning_rate": learning_rate,
@@ -386,24 +309,7 @@ def run(
         **{key: value for key, value in overrides.items() if value is not None},
     )
     max_epochs = hparams.max_epochs if epochs is None else int(epochs)
-    name = f"{dataset}_{architecture}_{algorithm.name}"
-    if rule != "symmetric":
-        name += f"_{rule}"
-    # Backprop has no policy: None names the paper's, which adds nothing.
-    policy_name = policies.name(
-        getattr(algorithm, "policy", None)
-        if setting is None
-        else setting.policy
-    )
-    if policy_name != "paper":
-        name += f"_{policy_name}"
-    setting_name = _setting_name(algorithm)
-    if setting_name != "paper":
-        name += f"_{setting_name}"
-    # Runs of other backends keep out of TensorFlow's (and each other's)
-    # folders.
-    if backend != "tensorflow":
-        name += f"_{backend}"
+    name = description.name
     run_dir = None if output_dir is None else os.path.join(output_dir, name)
     runs = []
     for seed in seeds:
@@ -418,7 +324,7 @@ def run(
             max_train_examples=max_train_examples,
             validation_fraction=validation_fraction,
         )
-        seed_algorithm = _for_seed(algorithm, seed)
+        seed_algorithm = by_seed[seed]
         seed_logdir = None
         if logdir is not None:
             seed_logdir = os.path.join(logdir, name, f"seed_{seed}")
@@ -465,12 +371,6 @@ def run(
             )
         runs.append(seed_result)
     result = Result(
-        dataset=dataset,
-        architecture=architecture,
-        algorithm=algorithm.name,
-        feedback=rule,
-        policy=policy_name if hasattr(algorithm, "policy") else None,
-        setting=setting_name if hasattr(algorithm, "setting") else None,
         hyperparameters=hparams,
         max_epochs=max_epochs,
         runs=runs,
@@ -478,7 +378,7 @@ def run(
         num_validation_examples=splits.num_validation_examples,
         num_test_examples=splits.num_test_examples,
         output_dir=run_dir,
-        backend=backend,
+        **description.result_fields(),
     )
     reporting.summarize(result)
     return result
