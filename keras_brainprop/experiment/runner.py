@@ -219,7 +219,9 @@ def run(
         algorithm: A name or object for `keras_brainprop.algorithms.get`:
             "brainprop" (reward) or "backprop" (error backpropagation of
             the cross-entropy, the paper's baseline; "ebp" is accepted),
-            or e.g. `algorithms.BrainProp(policy=...)`.
+            or e.g. `algorithms.BrainProp(policy=...)`. `algorithms.get`
+            gives it `feedback` and `policy`, and each seed's run its seed
+            if it has none of its own.
         epochs: Maximum number of epochs; default the paper's 500. Early
             stopping may end training sooner.
         seeds: Seeds, one full run each.
@@ -269,7 +271,8 @@ def run(
         A `Result`.
 
     Raises:
-        ValueError: For unknown names, no seeds or a repeated one, `epochs`
+        ValueError: For unknown names, a rule or policy whose class is not
+            registered (it has no name), no seeds or a repeated one, `epochs`
             below 1, a learning rate that is not a finite number > 0, or a
             `strategy` the Keras backend cannot train under; all before
             any data loads. A seed whose training diverges does not
