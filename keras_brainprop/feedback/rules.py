@@ -34,7 +34,9 @@ class FeedbackRule:
     (`make_feedback_kernel`), what are they at this step
     (`feedback_kernel`), do they learn (`learns_feedback`: then they get the
     same gradient as the kernel), and which extra losses does the layer add
-    (`losses`).
+    (`losses`). A new rule subclasses `FeedbackRule`, overrides what it
+    changes, returns its `__init__` arguments from `get_config()`, and is
+    named with the decorator `register("my_rule")`.
     """
 
     learns_feedback = False
@@ -85,9 +87,9 @@ def register(name):
     that Keras cannot serialize yet is registered with
     `keras.saving.register_keras_serializable` (package
     "keras_brainprop.feedback", the same name), so models converted with it
-    save to `.keras` files and load back. Its `get_config()` must return
-    the arguments of its `__init__`; `get(name)` calls the class without
-    arguments.
+    save to `.keras` files and load back wherever the code that registers
+    it has been imported. Its `get_config()` must return the arguments of
+    its `__init__`; `get(name)` calls the class without arguments.
 
     Args:
         name: a lower-case identifier (letters, digits, underscores), e.g.
@@ -444,9 +446,9 @@ def parameters(rule):
 
     Returns:
         A dict of the entries of `rule.get_config()` whose values differ
-        from those of the class called without arguments, `{}` for a rule
-        with its default arguments. Values JSON cannot write are given as
-        their `repr`.
+        from those of the class called without arguments (all of them if
+        it needs arguments), `{}` for a rule with its default arguments.
+        Values JSON cannot write are given as their `repr`.
 
     Example:
 

@@ -58,9 +58,9 @@ def register(name):
     and saved results (`name(policy)`). A class that Keras cannot serialize
     yet is registered with `keras.saving.register_keras_serializable`
     (package "keras_brainprop.policies", the same name), so models with it
-    save to `.keras` files and load back. Its `get_config()` must return
-    the arguments of its `__init__`; `get(name)` calls the class without
-    arguments.
+    save to `.keras` files and load back wherever the code that registers
+    it has been imported. Its `get_config()` must return the arguments of
+    its `__init__`; `get(name)` calls the class without arguments.
 
     Args:
         name: a lower-case identifier (letters, digits, underscores), e.g.
@@ -180,9 +180,10 @@ def parameters(policy):
 
     Returns:
         A dict of the entries of `policy.get_config()` whose values differ
-        from those of the class called without arguments, `{}` for a policy
-        with its default parameters. Schedules appear as their configs;
-        values JSON cannot write are given as their `repr`.
+        from those of the class called without arguments (all of them if
+        it needs arguments), `{}` for a policy with its default
+        parameters. Schedules appear as their configs; values JSON cannot
+        write are given as their `repr`.
 
     Example:
 
