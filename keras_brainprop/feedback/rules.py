@@ -131,7 +131,8 @@ class Symmetric(FeedbackRule):
 
     Example:
 
-    >>> feedback.apply(net, Symmetric()) is net
+    >>> net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> kbp.feedback.apply(net, kbp.feedback.Symmetric()) is net
     True
     """
 
@@ -256,7 +257,9 @@ class FeedbackAlignment(_RandomFeedback):
 
     Example:
 
-    >>> net = feedback.apply(net, FeedbackAlignment(seed=1))
+    >>> net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> rule = kbp.feedback.FeedbackAlignment(seed=1)
+    >>> net = kbp.feedback.apply(net, rule)
     >>> net.layers[0].feedback_kernel.trainable
     False
 
@@ -304,7 +307,10 @@ class SignSymmetry(FeedbackRule):
 
     Example:
 
-    >>> net = feedback.apply(net, "sign_symmetry")
+    >>> net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> net = kbp.feedback.apply(net, "sign_symmetry")
+    >>> kbp.feedback.rule_of(net)
+    SignSymmetry()
 
     Reference:
         Liao, Leibo, Poggio, "How important is weight symmetry in
@@ -355,7 +361,11 @@ class KolenPollack(_RandomFeedback):
 
     Example:
 
-    >>> net = feedback.apply(net, KolenPollack(decay=1e-3, seed=1))
+    >>> net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> rule = kbp.feedback.KolenPollack(decay=1e-3, seed=1)
+    >>> net = kbp.feedback.apply(net, rule)
+    >>> net.layers[0].feedback_kernel.trainable
+    True
 
     Reference:
         - Kolen, Pollack, "Backpropagation without weight transport", IEEE
