@@ -278,9 +278,11 @@ def test_runs_differing_only_in_a_parameter_keep_their_own_folders(tmp_path):
         f"digits_mlp_brainprop_discovery{suffix}",
         f"digits_mlp_brainprop_discovery_b9a3c29b{suffix}",
     ]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
     # The TensorBoard logs are in folders of the same names.
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == names
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == sorted(
+        names
+    )
     for result, name in zip(results, names):
         assert result.output_dir == str(tmp_path / "out" / name)
         summary = json.loads(
