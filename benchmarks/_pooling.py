@@ -87,8 +87,9 @@ def backend_line(results):
 
     Example:
 
-    >>> backend_line([result])
-    'Keras backend: jax'
+    ```python
+    backend_line([result])  # 'Keras backend: jax' for a result of JAX.
+    ```
     """
     backends = sorted({result.backend for result in results})
     return f"Keras backend: {', '.join(backends)}"
