@@ -13,9 +13,10 @@ backprop, which has none), the setting when "paper", the backend when
 "tensorflow". `<parameters>` is a short hash of the rule's and the policy's
 parameters that differ from their classes' defaults
 (`keras_brainprop.feedback.parameters`, `keras_brainprop.policies.
-parameters`): 8 hexadecimal digits of the SHA-256 of their sorted JSON,
-the same on every machine. Runs with default parameters keep the names of
-earlier versions, so their folders are found again.
+parameters`): the first 8 hexadecimal digits of the SHA-256 of the JSON,
+keys sorted and without spaces, of `{"feedback": ..., "policy": ...}` (the
+non-empty ones), the same on every machine. Runs with default parameters
+keep the names of earlier versions, so their folders are found again.
 """
 
 import dataclasses
