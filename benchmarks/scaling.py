@@ -46,10 +46,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _step_times  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -152,22 +152,7 @@ def _timed_steps(model, dataset, steps):
     Returns:
         (steps timed, wall seconds, CPU seconds of this process).
     """
-    import keras
-
-    times = []
-
-    class StepTimes(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            times.append((time.perf_counter(), time.process_time()))
-
-    model.fit(
-        dataset,
-        steps_per_epoch=steps + 1,
-        epochs=1,
-        verbose=0,
-        shuffle=False,
-        callbacks=[StepTimes()],
-    )
+    times = _step_times.step_times(model, dataset, steps)
     # From the end of the first step: no iterator or callback start-up.
     (wall_start, cpu_start), (wall_end, cpu_end) = times[0], times[-1]
     return len(times) - 1, wall_end - wall_start, cpu_end - cpu_start

@@ -73,11 +73,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _step_times  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -195,24 +194,7 @@ def _timed_steps(model, dataset, steps):
     Returns:
         (wall ms per step, CPU ms per step of this process).
     """
-    import keras
-
-    times = []
-
-    class StepTimes(keras.callbacks.Callback):
-        # Reading the logs at every step's end waits for the step to finish
-        # on backends that dispatch asynchronously (JAX).
-        def on_train_batch_end(self, batch, logs=None):
-            times.append((time.perf_counter(), time.process_time()))
-
-    model.fit(
-        dataset,
-        steps_per_epoch=steps + 1,
-        epochs=1,
-        verbose=0,
-        shuffle=False,
-        callbacks=[StepTimes()],
-    )
+    times = _step_times.step_times(model, dataset, steps)
     (wall_start, cpu_start), (wall_end, cpu_end) = times[0], times[-1]
     return (
         1000.0 * (wall_end - wall_start) / steps,
@@ -249,8 +231,6 @@ def measure(path):
     """Times every variant under this process's backend; writes `path`."""
     import keras
 
-    # Random data: BrainProp's advice on unlearned classes is noise here.
-    warnings.filterwarnings("ignore", message="Epoch .* greedy_coverage")
     backend = keras.backend.backend()
     jit_compile = {"auto": backend != "torch", "true": True, "false": False}[
         FLAGS.jit_compile

@@ -7,6 +7,29 @@ from keras_brainprop import _keras_fixes
 from keras_brainprop import rewards
 from keras_brainprop.policies._base import _greedy
 
+__all__ = ["GreedyAccuracy", "GreedyCoverage", "LowCoverageWarning"]
+
+
+class LowCoverageWarning(UserWarning):
+    """`fit()`'s warning that some actions stay never the greedy choice.
+
+    `BrainPropModel.fit` warns with it, at most once per `fit()`, when
+    `greedy_coverage` (`GreedyCoverage`) stays below 1 for 3 epochs in a
+    row, or when the last epoch of `fit()` ends below 1. The message names
+    the actions and advises what to try for the model's policy and
+    optimizer. A fit that expects it, such as a timing run, can silence
+    it:
+
+    ```python
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kbp.metrics.LowCoverageWarning)
+        model.fit(x, y, epochs=1)
+    ```
+
+    >>> issubclass(LowCoverageWarning, UserWarning)
+    True
+    """
+
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class GreedyCoverage(keras.metrics.Metric):
@@ -149,3 +172,17 @@ def _greedy_accuracy(y_true, q_values):
     table = rewards.CorrectChoice().table(y_true, q_values.shape[-1])
     earned = rewards._take(table, _greedy(q_values))
     return ops.cast(ops.equal(earned, ops.max(table, axis=-1)), "float32")
+
+
+def _with_greedy_accuracy(metrics):
+    # BrainPropModel.compile(): "accuracy" is GreedyAccuracy.
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, (list, tuple)):
+        return metrics
+    return [
+        GreedyAccuracy(name=metric)
+        if isinstance(metric, str) and metric.lower() in ("accuracy", "acc")
+        else metric
+        for metric in metrics
+    ]

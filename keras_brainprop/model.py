@@ -11,11 +11,12 @@ from keras_brainprop import backend
 from keras_brainprop import feedback as feedback_lib
 from keras_brainprop import policies
 from keras_brainprop import rewards as rewards_lib
+from keras_brainprop._checked_steps import CheckedSteps
 from keras_brainprop._model_files import ModelFiles
 from keras_brainprop.callbacks._coverage_warning import CoverageWarning
 from keras_brainprop.callbacks._no_data_check import NoDataCheck
-from keras_brainprop.metrics import GreedyAccuracy
 from keras_brainprop.metrics import GreedyCoverage
+from keras_brainprop.metrics import _with_greedy_accuracy
 from keras_brainprop.step import brainprop_step
 
 _LOSS_ERROR = (
@@ -37,7 +38,7 @@ _H5_ERROR = (
 
 @keras.saving.register_keras_serializable(package="keras_brainprop")
 class BrainPropModel(
-    ModelFiles, backend.Trainer, _keras_fixes.ReplicaSafeModel
+    ModelFiles, CheckedSteps, backend.Trainer, _keras_fixes.ReplicaSafeModel
 ):
     """A Keras model that trains its network from reward with BrainProp.
 
@@ -52,8 +53,10 @@ class BrainPropModel(
     (mean delta), `explore_rate` (share of non-greedy actions),
     `greedy_coverage` (share of the actions that were the greedy choice for
     at least one sample of the epoch, see
-    `keras_brainprop.metrics.GreedyCoverage`; the first epoch below 1 warns,
-    naming the actions left out) and the metrics given to `compile()`,
+    `keras_brainprop.metrics.GreedyCoverage`; below 1 for 3 epochs in a
+    row, or in the last epoch, it warns once per `fit()` with a
+    `keras_brainprop.metrics.LowCoverageWarning` naming the actions left
+    out) and the metrics given to `compile()`,
     computed on the Q-values (so "accuracy" is the greedy accuracy).
     `evaluate()` acts greedily and logs the same but `explore_rate` and
     `greedy_coverage`. `predict()` returns Q-values without
@@ -226,29 +229,6 @@ class BrainPropModel(
         )
         return backend.fold_in(seed, self._replica())
 
-    def train_step(self, *args):
-        # Keras' step for this backend (`*args` is the JAX state and the
-        # batch, or the batch alone), after the batch's checks: bad input
-        # stops the step before the forward pass and any update.
-        with backend.after(self._checks_in_step(args[-1])):
-            return super().train_step(*args)
-
-    def test_step(self, *args):
-        with backend.after(self._checks_in_step(args[-1])):
-            return super().test_step(*args)
-
-    def _checks_in_step(self, data):
-        # Under JAX the batch is checked on the host before the step.
-        return self._check_batch(data) if self.checks_in_step else []
-
-    def _check_batch(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return _checks.check_batch(x, y, self.reward, self.network)
-
-    def _checks_rewards_in_step(self):
-        # CorrectChoice's rewards of checked targets are finite.
-        return type(self.reward) is not rewards_lib.CorrectChoice
-
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -363,18 +343,6 @@ class BrainPropModel(
         finally:
             self._evaluating = False
 
-    def make_train_function(self, force=False):
-        # A failed check raises with its own message first, also in graph
-        # mode (see `_checks.with_clear_errors`).
-        super().make_train_function(force)
-        self.train_function = _checks.with_clear_errors(self.train_function)
-        return self.train_function
-
-    def make_test_function(self, force=False):
-        super().make_test_function(force)
-        self.test_function = _checks.with_clear_errors(self.test_function)
-        return self.test_function
-
     def get_config(self):
         if _keras_fixes.saving_legacy_h5():
             raise ValueError(_H5_ERROR)
@@ -396,19 +364,6 @@ class BrainPropModel(
                 config.get(key), custom_objects=custom_objects
             )
         return cls(**config)
-
-
-def _with_greedy_accuracy(metrics):
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if not isinstance(metrics, (list, tuple)):
-        return metrics
-    return [
-        GreedyAccuracy(name=metric)
-        if isinstance(metric, str) and metric.lower() in ("accuracy", "acc")
-        else metric
-        for metric in metrics
-    ]
 
 
 def wrap(model, policy=None, reward=None, seed=None, feedback=None):

@@ -152,7 +152,7 @@ def frozen(network, run_eagerly=False, metrics=("accuracy",), **wrap_kwargs):
 def quiet_fit(model, *args, **kwargs):
     # The coverage warning of untrained toy networks is not under test.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Epoch .* greedy_coverage")
+        warnings.simplefilter("ignore", kbp.metrics.LowCoverageWarning)
         return model.fit(*args, verbose=0, **kwargs)
 
 
