@@ -61,20 +61,11 @@ from keras_brainprop import cli
 
 # Each backend's own data-parallel setup; PyTorch has none.
 _DEFAULT_STRATEGY = {"tensorflow": "mirrored", "jax": "data_parallel"}
-flags.DEFINE_enum(
-    "strategy",
+cli.define_strategy_flags(
     _DEFAULT_STRATEGY.get(keras.backend.backend(), "default"),
     cli.STRATEGIES,
-    cli.STRATEGY_HELP,
-    case_sensitive=False,
-)
-flags.DEFINE_integer(
-    "cpu_replicas",
-    0,
     "mirrored and data_parallel: N CPU replicas.",
-    lower_bound=0,
 )
-cli.only_with("cpu_replicas", "strategy", ("mirrored", "data_parallel"))
 flags.DEFINE_list("workers", None, "multi_worker: every host:port, in order.")
 flags.DEFINE_integer(
     "task_index", 0, "multi_worker: this worker's index.", lower_bound=0
@@ -83,20 +74,7 @@ flags.DEFINE_string("tpu", "local", "tpu: the TPU's name or grpc:// address.")
 flags.DEFINE_enum(
     "dataset", "digits", kbp.datasets.NAMES, "The data.", case_sensitive=False
 )
-flags.DEFINE_enum(
-    "architecture",
-    "mlp",
-    kbp.architectures.ARCHITECTURES,
-    "The network.",
-    case_sensitive=False,
-)
-flags.DEFINE_enum(
-    "algorithm",
-    "brainprop",
-    kbp.algorithms.NAMES,
-    "From reward or labels.",
-    case_sensitive=False,
-)
+cli.define_network_flags(kbp.architectures.ARCHITECTURES, "mlp")
 flags.DEFINE_integer("epochs", 20, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer(
     "batch_size", None, "Global batch; default the paper's.", lower_bound=1

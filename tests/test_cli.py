@@ -17,6 +17,9 @@ from absl import flags
 
 from keras_brainprop import algorithms
 from keras_brainprop import cli
+from keras_brainprop import feedback
+from keras_brainprop import policies
+from keras_brainprop.feedback import rules as feedback_rules
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -363,6 +366,45 @@ def test_name_flags_are_case_insensitive_as_the_python_api():
     ]
     assert values == ["fashion_mnist", "mlp", "brainprop", "mirrored"]
     assert cli.run_kwargs(flag_values)["feedback"] == "kolen_pollack"
+
+
+def test_feedback_and_policy_flags_take_registered_names(monkeypatch):
+    for registry in (policies._REGISTRY, feedback_rules._REGISTRY):
+        monkeypatch.setattr(registry, "_classes", dict(registry._classes))
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values=flag_values)
+    cli.define_setting_flags(flag_values=flag_values)
+    # --help lists the names registered when the flags were defined.
+    assert flag_values["policy"].help.startswith(
+        f"<{'|'.join(policies.NAMES)}>: "
+    )
+    assert flag_values["feedback"].help.startswith(
+        f"<{'|'.join(feedback.NAMES)}>: "
+    )
+
+    # Registered after the flags were defined, before they are parsed.
+    @policies.register("cli_test_policy")
+    class _Policy(policies.EpsilonGreedy):
+        pass
+
+    @feedback.register("cli_test_rule")
+    class _Rule(feedback.FeedbackAlignment):
+        pass
+
+    flag_values(
+        ["prog", "--policy=CLI_Test_Policy", "--feedback=cli_test_rule"]
+    )
+    assert cli.brainprop_options(flag_values)["policy"] == "cli_test_policy"
+    assert cli.run_kwargs(flag_values)["feedback"] == "cli_test_rule"
+    assert isinstance(policies.get(flag_values.policy), _Policy)
+    # A bad name is refused as absl refuses an enum, naming every name.
+    for flag in ("policy", "feedback"):
+        with pytest.raises(
+            flags.IllegalFlagValueError,
+            match=rf"flag --{flag}=nope: value should be one of <.*"
+            rf"\|cli_test_(policy|rule)>",
+        ):
+            flag_values(["prog", f"--{flag}=nope"])
 
 
 def test_only_with_refuses_a_flag_the_run_would_ignore():

@@ -15,7 +15,10 @@ traceback, and a run that diverged with a non-zero exit status
 scripts print. `is_learning_rate` and `only_with` are the flag checks
 scripts share; `define_setting_flags` defines BrainProp's `--setting` and
 `--policy`, and `setting_overrides` says which parts of a setting explicit
-flags replace.
+flags replace. `--feedback` and `--policy` take any name registered with
+`kbp.feedback.register` or `kbp.policies.register` by the time the flags
+are parsed (`define_registered`). The dataset examples (examples/mnist.py,
+cifar10.py, ...) are one call of `example_main` each.
 
 The package itself never imports this module: only scripts do.
 
@@ -41,10 +44,16 @@ cli.run_script(main)
 ```
 """
 
+from keras_brainprop.cli._examples import define_network_flags
+from keras_brainprop.cli._examples import example_main
 from keras_brainprop.cli._flags import LEARNING_RATE_MESSAGE
 from keras_brainprop.cli._flags import brainprop_options
+from keras_brainprop.cli._flags import define_feedback_flag
 from keras_brainprop.cli._flags import define_flags
+from keras_brainprop.cli._flags import define_learning_rate_flag
+from keras_brainprop.cli._flags import define_registered
 from keras_brainprop.cli._flags import define_setting_flags
+from keras_brainprop.cli._flags import define_strategy_flags
 from keras_brainprop.cli._flags import is_learning_rate
 from keras_brainprop.cli._flags import only_with
 from keras_brainprop.cli._flags import run_kwargs
@@ -70,8 +79,14 @@ __all__ = [
     "TENSORFLOW_STRATEGIES",
     "brainprop_options",
     "chief_outputs",
+    "define_feedback_flag",
     "define_flags",
+    "define_learning_rate_flag",
+    "define_network_flags",
+    "define_registered",
     "define_setting_flags",
+    "define_strategy_flags",
+    "example_main",
     "format_number",
     "initial_learning_rate",
     "is_chief",

@@ -48,6 +48,83 @@ def is_learning_rate(rate):
 LEARNING_RATE_MESSAGE = "--learning_rate must be a finite number > 0."
 
 
+class _RegisteredNames(flags.EnumParser):
+    """Parses a name of a registry (case-insensitive) as absl's enums do,
+    checked against the names registered when the flags are parsed."""
+
+    def __init__(self, names):
+        super().__init__(names(), case_sensitive=False)
+        self._names = names
+
+    def parse(self, argument):
+        self.enum_values = list(self._names())
+        return super().parse(argument)
+
+
+def define_registered(name, default, names, help, flag_values=flags.FLAGS):
+    """Defines `--<name>`, one of the names a registry holds when parsing.
+
+    Like `flags.DEFINE_enum(..., case_sensitive=False)`, but a name
+    registered after the flag was defined (e.g. with
+    `kbp.feedback.register` or `kbp.policies.register`) is accepted too;
+    `--help` lists the names registered when the flag was defined, and a
+    bad value is refused with absl's usual message that lists every name
+    registered by then.
+
+    Args:
+        name: The flag's name.
+        default: Its default, a registered name or None.
+        names: A callable returning the registered names, such as
+            `kbp.feedback.names`.
+        help: The flag's help text.
+        flag_values: The `absl.flags.FlagValues` to define it in.
+
+    Example:
+
+    ```python
+    define_registered("policy", None, kbp.policies.names, "The policy.")
+    ```
+    """
+    flag = flags.EnumFlag(name, default, help, names(), case_sensitive=False)
+    flag.parser = _RegisteredNames(names)
+    flags.DEFINE_flag(flag, flag_values)
+
+
+def define_feedback_flag(help=None, flag_values=flags.FLAGS):
+    """Defines `--feedback`: a rule `kbp.feedback.names()` holds.
+
+    Args:
+        help: Its help text; None for `define_flags`'s.
+        flag_values: The `absl.flags.FlagValues` to define it in.
+    """
+    define_registered(
+        "feedback",
+        "symmetric",
+        feedback.names,
+        help
+        or "Feedback rule of either algorithm (see keras_brainprop.feedback)"
+        ": symmetric is backprop's; the others send the error down through "
+        "feedback weights that differ from the forward ones.",
+        flag_values,
+    )
+
+
+def define_learning_rate_flag(help, flag_values=flags.FLAGS):
+    """Defines `--learning_rate`, unset by default, finite and > 0.
+
+    Args:
+        help: Its help text.
+        flag_values: The `absl.flags.FlagValues` to define it in.
+    """
+    flags.DEFINE_float("learning_rate", None, help, flag_values=flag_values)
+    flags.register_validator(
+        "learning_rate",
+        is_learning_rate,
+        message=LEARNING_RATE_MESSAGE,
+        flag_values=flag_values,
+    )
+
+
 def only_with(name, other, values, flag_values=flags.FLAGS):
     """Refuses `--<name>` set away from its default unless `--<other>` is
     one of `values`, so that a flag the run would ignore is an error.
@@ -86,7 +163,9 @@ def define_setting_flags(
 
     `--setting` is "paper" (the default: the paper's policy, SGD at 0.1) or
     "recommended" (`keras_brainprop.settings`); `--policy`, unset by
-    default, replaces the setting's policy. Both are refused unless
+    default, replaces the setting's policy: a name `kbp.policies.names()`
+    holds when the flags are parsed, so a policy registered with
+    `kbp.policies.register` is accepted. Both are refused unless
     `--algorithm` is one of `brainprop_values` (backprop has neither). Read
     them back with `brainprop_options`.
 
@@ -105,18 +184,60 @@ def define_setting_flags(
         case_sensitive=False,
         flag_values=flag_values,
     )
-    flags.DEFINE_enum(
+    define_registered(
         "policy",
         None,
-        policies.NAMES,
+        policies.names,
         "BrainProp's action selection (keras_brainprop.policies); unset: the "
         "setting's (the paper's is epsilon_boltzmann).",
-        case_sensitive=False,
-        flag_values=flag_values,
+        flag_values,
     )
     # Backprop has neither: setting them for it is refused.
     only_with("setting", "algorithm", brainprop_values, flag_values)
     only_with("policy", "algorithm", brainprop_values, flag_values)
+
+
+def define_strategy_flags(
+    strategy,
+    strategies=STRATEGIES[:4],
+    cpu_replicas_help=None,
+    flag_values=flags.FLAGS,
+):
+    """Defines `--strategy` and `--cpu_replicas`.
+
+    `--cpu_replicas` is refused unless `--strategy` is "mirrored" or
+    "data_parallel". Read them back with
+    `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
+
+    Args:
+        strategy: Default of `--strategy`.
+        strategies: The values `--strategy` accepts (`STRATEGIES`; all
+            but "tpu" by default).
+        cpu_replicas_help: The help of `--cpu_replicas`; None for
+            `define_flags`'s.
+        flag_values: The `absl.flags.FlagValues` to define them in.
+    """
+    flags.DEFINE_enum(
+        "strategy",
+        strategy,
+        strategies,
+        STRATEGY_HELP,
+        case_sensitive=False,
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "cpu_replicas",
+        0,
+        cpu_replicas_help
+        or "mirrored and data_parallel only: if > 0, split the CPU into "
+        "this many logical devices (mirrored) or JAX CPU devices "
+        "(data_parallel) and use them as the replicas instead of the GPUs.",
+        lower_bound=0,
+        flag_values=flag_values,
+    )
+    only_with(
+        "cpu_replicas", "strategy", ("mirrored", "data_parallel"), flag_values
+    )
 
 
 def brainprop_options(flag_values=flags.FLAGS):
@@ -146,16 +267,17 @@ def define_flags(
 
     Always defines `--epochs`, `--seeds` (comma-separated ints, none
     repeated), `--data_dir`, `--logdir`, `--output_dir`, `--batch_size`,
-    `--learning_rate` (finite, > 0), `--patience`, `--max_train_examples`,
-    `--precise_batch_norm` and `--verbose`; `--algorithm`, `--dataset` and
-    `--architecture` when a default is given for them; `--strategy` and
-    `--cpu_replicas` (only with `--strategy=mirrored` or `data_parallel`)
-    when `strategy` is given (`STRATEGY_HELP` says which Keras backend
+    `--learning_rate` (finite, > 0), `--feedback` (a name
+    `kbp.feedback.names()` holds when the flags are parsed), `--patience`,
+    `--max_train_examples`, `--precise_batch_norm` and `--verbose`;
+    `--algorithm`, `--dataset` and `--architecture` when a default is
+    given for them; `--strategy` and `--cpu_replicas` (only with
+    `--strategy=mirrored` or `data_parallel`) when `strategy` is given
+    (`define_strategy_flags`; `STRATEGY_HELP` says which Keras backend
     takes which). Names are case-insensitive, as in the Python API. The
     flags count as the calling script's flags, so its `--help` lists them.
-    Read them back with
-    `run_kwargs`, `algorithms.get(FLAGS.algorithm)` and
-    `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
+    Read them back with `run_kwargs`, `algorithms.get(FLAGS.algorithm)`
+    and `make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)`.
 
     Args:
         dataset: Default of `--dataset`, or None for no such flag.
@@ -207,30 +329,7 @@ def define_flags(
             flag_values=flag_values,
         )
     if strategy is not None:
-        flags.DEFINE_enum(
-            "strategy",
-            strategy,
-            strategies,
-            STRATEGY_HELP,
-            case_sensitive=False,
-            flag_values=flag_values,
-        )
-        flags.DEFINE_integer(
-            "cpu_replicas",
-            0,
-            "mirrored and data_parallel only: if > 0, split the CPU into "
-            "this many logical devices (mirrored) or JAX CPU devices "
-            "(data_parallel) and use them as the replicas instead of the "
-            "GPUs.",
-            lower_bound=0,
-            flag_values=flag_values,
-        )
-        only_with(
-            "cpu_replicas",
-            "strategy",
-            ("mirrored", "data_parallel"),
-            flag_values,
-        )
+        define_strategy_flags(strategy, strategies, flag_values=flag_values)
     flags.DEFINE_integer(
         "epochs",
         epochs,
@@ -285,29 +384,12 @@ def define_flags(
         lower_bound=1,
         flag_values=flag_values,
     )
-    flags.DEFINE_float(
-        "learning_rate",
-        None,
+    define_learning_rate_flag(
         "Initial learning rate, finite and > 0; unset: the paper's 0.1 (or "
         "the rate of BrainProp's --setting).",
-        flag_values=flag_values,
+        flag_values,
     )
-    flags.register_validator(
-        "learning_rate",
-        is_learning_rate,
-        message=LEARNING_RATE_MESSAGE,
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        "feedback",
-        "symmetric",
-        list(feedback.NAMES),
-        "Feedback rule of either algorithm (see keras_brainprop.feedback): "
-        "symmetric is backprop's; the others send the error down through "
-        "feedback weights that differ from the forward ones.",
-        case_sensitive=False,
-        flag_values=flag_values,
-    )
+    define_feedback_flag(flag_values=flag_values)
     flags.DEFINE_integer(
         "patience",
         None,
