@@ -35,7 +35,8 @@ one seed or network per process.
 It runs on the Keras backend `KERAS_BACKEND` names; the line above the
 table names it, and `--merge` pools runs of one backend only.
 
-Command (the README's table: one process per network and seed, merged):
+Command (the tables of docs/policies.md: one process per network and
+seed, merged):
 
     python benchmarks/exploration.py --architecture=dense --seeds=1 \
         --epochs=15 --max_train_examples=12000 \

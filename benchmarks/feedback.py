@@ -20,7 +20,7 @@ an interrupted run keeps what it finished), `results.md` (the table) and
 It runs on the Keras backend `KERAS_BACKEND` names; the line above the
 table names it, and `--merge` pools runs of one backend only.
 
-Command (the README's table; dense on the full data, conv on 12,000
+Command (the table of docs/feedback.md; dense on the full data, conv on 12,000
 training images, 15 epochs, one process per seed, merged afterwards):
 
     python benchmarks/feedback.py --architectures=dense --seeds=1 \

@@ -4,7 +4,7 @@ Not in the paper: MNIST's harder drop-in replacement (28x28 greyscale, 10
 classes), which is available offline here. Trains the dense, conv or loccon
 network from reward alone (BrainProp) or from the labels by error
 backpropagation, with the paper's MNIST protocol. The conv net reaches
-about 0.92 with both (README, "Measured").
+about 0.92 with both (docs/benchmarks.md).
 
     python examples/fashion_mnist.py --architecture=conv --algorithm=brainprop
     python examples/fashion_mnist.py --architecture=conv --algorithm=backprop
