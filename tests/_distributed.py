@@ -126,3 +126,12 @@ def distributed_runs(tmp_path_factory):
             for process in group:
                 process.kill()
     return results
+
+
+def distributed_result(runs, setup):
+    """The output of `setup` ("mirrored" or "multi_worker") in
+    `distributed_runs`; fails the test with the workers' logs if it failed."""
+    result = runs[setup]
+    if isinstance(result, str):
+        pytest.fail(result, pytrace=False)
+    return result

@@ -77,6 +77,7 @@ def test_brainprop_wrap_passes_its_settings():
     assert (model.policy, model.reward, model.seed) == (policy, reward, 7)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_brainprop_compile_takes_one_sgd_step_on_the_chosen_unit():
     network = _network()
@@ -238,6 +239,7 @@ def test_callbacks(tmp_path):
     assert isinstance(tensorboard, keras.callbacks.TensorBoard)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("name", ["brainprop", "backprop"])
 def test_feedback_reaches_both_algorithms(name):

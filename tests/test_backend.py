@@ -63,6 +63,7 @@ def _feedbacks(rule_name, network, converted, kernels):
     return [numpy_of(layer.feedback_kernel) for layer in converted.layers]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule_name", RULE_NAMES)
 @pytest.mark.parametrize("jit_compile", JIT_COMPILE)
 def test_one_step_equals_the_papers_equations(rule_name, jit_compile):
@@ -132,6 +133,7 @@ def test_an_exploring_step_learns_from_the_actions_the_policy_drew():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", JIT_COMPILE)
 def test_fit_evaluate_predict_and_their_logs(jit_compile):
     x, y = random_batch(6, 4, batch_size=64)
@@ -164,6 +166,7 @@ def test_fit_evaluate_predict_and_their_logs(jit_compile):
     assert model.metrics_names == ["loss", "reward", "rpe", "accuracy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_policy",
     [
@@ -215,6 +218,7 @@ def _bad_input_cases():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(_bad_input_cases()))
 @pytest.mark.parametrize("jit_compile", JIT_COMPILE)
 def test_bad_input_is_refused_before_any_weight_moves(case, jit_compile):
@@ -255,6 +259,7 @@ def test_a_reward_function_returning_nan_is_refused():
             model.train_on_batch(x, y)
 
 
+@pytest.mark.slow
 def test_digits_are_learned_from_reward_alone():
     from sklearn.datasets import load_digits
 

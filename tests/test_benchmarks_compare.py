@@ -12,6 +12,9 @@ from keras_brainprop import algorithms
 from keras_brainprop import architectures
 from keras_brainprop import experiment
 
+# Every test here starts fresh Python processes.
+pytestmark = pytest.mark.slow
+
 
 def test_compare_benchmark_smoke(tmp_path):
     completed = run_benchmark(

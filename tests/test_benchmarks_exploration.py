@@ -9,6 +9,9 @@ from _helpers import run_benchmark
 
 from keras_brainprop import datasets
 
+# Every test here starts fresh Python processes.
+pytestmark = pytest.mark.slow
+
 # Two epochs on 128 digits, seed 1: what the exploration benchmark tests run.
 _EXPLORATION_TINY = (
     "--dataset=digits",

@@ -2,8 +2,12 @@
 
 import json
 
+import pytest
 from _helpers import assert_merging_a_run_twice_fails
 from _helpers import run_benchmark
+
+# Every test here starts fresh Python processes.
+pytestmark = pytest.mark.slow
 
 
 def test_feedback_benchmark_reports_each_rule(tmp_path):

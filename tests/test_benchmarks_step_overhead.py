@@ -6,6 +6,9 @@ import json
 import pytest
 from _helpers import run_benchmark
 
+# Every test here starts fresh Python processes.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.backends
 @pytest.mark.skipif(

@@ -109,6 +109,7 @@ def interrupt_then_resume(tmp_path, fit, save_freq, after_steps, eager):
     return model, history, backup.restored
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_mid_epoch_resume_is_bit_identical(tmp_path):
     def fit(model, callbacks):
@@ -129,6 +130,7 @@ def test_mid_epoch_resume_is_bit_identical(tmp_path):
     assert not list(tmp_path.iterdir())  # Deleted when fit() ends.
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_endless_stream_resume_skips_the_batches_already_read(tmp_path):
     # One shuffled stream over all epochs: the resumed run reads again, and
@@ -160,6 +162,7 @@ def test_endless_stream_resume_skips_the_batches_already_read(tmp_path):
     assert_same_run(expected, model, expected_history, history)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize(
     "save_freq, resumed_at", [(3, (1, 2)), ("epoch", (1, 0))]
@@ -197,6 +200,7 @@ def _rewrite_configuration(path, change):
 _OTHER = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("recorded", ["other backend", "none recorded"])
 def test_backup_of_another_backend_is_refused(tmp_path, recorded):
@@ -296,6 +300,7 @@ def uninterrupted():
     return training_state(model), history.history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "save_freq, interruptions, resumed_at",
     # Batch ends counted from each (re)start, replayed ones included: 7 is
@@ -334,6 +339,7 @@ def test_interrupted_training_resumes_exactly(
     assert not list(tmp_path.iterdir())  # Backup and stray file removed.
 
 
+@pytest.mark.slow
 def test_keras_backup_and_restore_per_epoch_is_exact(tmp_path, uninterrupted):
     # Keras' own callback resumes at the start of the interrupted epoch;
     # with the random states saved with the weights, and exploration keyed
@@ -360,6 +366,7 @@ def test_keras_backup_and_restore_per_epoch_is_exact(tmp_path, uninterrupted):
     )
 
 
+@pytest.mark.slow
 def test_save_load_continue_equals_one_run(tmp_path, uninterrupted):
     expected_state, expected_history = uninterrupted
     model = _resumable_model()
@@ -378,6 +385,7 @@ def test_save_load_continue_equals_one_run(tmp_path, uninterrupted):
     )
 
 
+@pytest.mark.slow
 def test_seeded_stream_from_our_loader_resumes_exactly(tmp_path):
     # Our loader reshuffles at every pass; read as one endless stream, the
     # resumed run skips the batches the interrupted one had read.
@@ -518,6 +526,7 @@ _OTHER_CONFIGURATIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("difference", list(_OTHER_CONFIGURATIONS))
 def test_backup_of_another_configuration_is_refused(tmp_path, difference):
     # Every variable has the shape of the backup's: only the recorded

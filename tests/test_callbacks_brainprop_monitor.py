@@ -108,6 +108,7 @@ def _epoch_probe_scalars(scalars):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_epoch_logs_match_history(tmp_path):
     model = _model(policy=policies.EpsilonGreedy(0.3))
@@ -222,6 +223,7 @@ def test_one_epoch_matches_independent_computation(tmp_path):
     np.testing.assert_array_equal(q_histogram[:, 2], expected_counts)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("run_eagerly", [False, True], ids=["graph", "eager"])
 @pytest.mark.parametrize("one_hot", [False, True], ids=["labels", "one_hot"])
@@ -286,6 +288,7 @@ def test_no_recall_without_labels(tmp_path):
     assert not any(tag.startswith("recall/") for tag in probe)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_int_update_freq_and_dataset_probe(tmp_path):
     model = _model(policy=policies.EpsilonGreedy(0.3))

@@ -93,6 +93,7 @@ def test_conv_net_statistics_per_channel():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_fit_validates_with_re_estimated_statistics():
     x, y, dataset = data()

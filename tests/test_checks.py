@@ -110,6 +110,7 @@ def test_reward_of_static_wrong_length_fails_when_traced():
     assert_unchanged(network, before)
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_bad_targets_change_no_weight(run_eagerly):
     # Batch norm: its moving statistics are weights too, updated by the
@@ -213,6 +214,7 @@ def test_subclassed_networks_are_checked_at_the_first_call(
     assert_unchanged(network, before)
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_non_finite_inputs_raise_before_the_update(run_eagerly):
     network = toy_net(batch_norm=True)
@@ -230,6 +232,7 @@ def test_non_finite_inputs_raise_before_the_update(run_eagerly):
     assert int(model.optimizer.iterations) == 0
 
 
+@pytest.mark.slow
 def test_nan_input_stops_the_run_and_the_checkpoint_is_intact(tmp_path):
     # Batches of 8; batch 3 (index 2) holds a NaN. The checkpoint written
     # after batch 2 must survive, finite, equal to the weights before it.
@@ -261,6 +264,7 @@ def test_nan_input_stops_the_run_and_the_checkpoint_is_intact(tmp_path):
         np.testing.assert_array_equal(saved, expected)
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 @pytest.mark.parametrize("form", ["one_hot", "table"])
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf], ids=["nan", "inf"])
@@ -292,6 +296,7 @@ def test_non_finite_target_tables_raise_before_the_update(
     assert int(model.optimizer.iterations) == 0
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_evaluate_checks_inputs_as_fit_does(run_eagerly):
     model = compiled_model(toy_net(), run_eagerly)
@@ -314,6 +319,7 @@ def test_evaluate_checks_inputs_as_fit_does(run_eagerly):
     )
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 @pytest.mark.parametrize("container", ["dict", "list"])
 def test_single_entry_output_containers_are_the_q_values(
@@ -342,6 +348,7 @@ def test_two_entry_output_containers_are_refused():
         kbp.wrap(keras.Model(inputs, outputs))
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_batches_of_different_lengths_name_both(run_eagerly):
     x, y = toy_data(16)

@@ -127,6 +127,7 @@ def test_chief_outputs_redirects_other_workers(tmp_path):
     assert kwargs["verbose"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, expected, folders",
     [
@@ -189,6 +190,7 @@ def test_demo_cli(tmp_path, args, expected, folders):
         assert (tmp_path / f"digits_mlp_{folder}" / "summary.json").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_demo_cli_on_another_backend(tmp_path, backend):
@@ -240,6 +242,7 @@ def _flag_help(text):
     return entries
 
 
+@pytest.mark.slow
 def test_help_lists_every_flag_with_its_default():
     completed = run_python("-m", "keras_brainprop", "--help")
     # Asking for help is no error (absl alone exits with status 1).
@@ -279,6 +282,7 @@ def test_help_lists_every_flag_with_its_default():
     assert entries["algorithm"].startswith("<both|brainprop|backprop|ebp>")
 
 
+@pytest.mark.slow
 def test_missing_dataset_ends_in_one_message(tmp_path):
     completed = run_python(
         "-m",
@@ -424,6 +428,7 @@ def test_only_with_refuses_a_flag_the_run_would_ignore():
         flag_values(["prog", "--algorithm=backprop", "--policy=discovery"])
 
 
+@pytest.mark.slow
 def test_demo_refuses_a_policy_for_backprop_before_loading_data():
     completed = run_python(
         "-m", "keras_brainprop", "--algorithm=backprop", "--policy=discovery"
@@ -440,6 +445,7 @@ def test_demo_refuses_a_policy_for_backprop_before_loading_data():
     assert "Training" not in completed.stdout
 
 
+@pytest.mark.slow
 def test_demo_that_diverges_reports_no_accuracy_and_exits_1(tmp_path):
     completed = run_python(
         "-m",

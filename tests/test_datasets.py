@@ -713,6 +713,7 @@ def test_loaded_data_train_a_model_on_this_backend():
     assert logs["accuracy"] > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(),
     reason=f"{FASHION_MNIST_DIR} is absent: apt-get install "
@@ -835,6 +836,7 @@ def test_composites_never_mix_splits(tmp_path):
     assert ids["validation"] == set(example_ids(base_validation))
 
 
+@pytest.mark.slow
 def test_composites_are_deterministic(tmp_path):
     write_mnist_like(tmp_path, num_train=200, num_test=60)
 

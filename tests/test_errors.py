@@ -3,6 +3,7 @@ check raises, with our message first.
 """
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from _helpers import EAGER_AND_GRAPH
 from _helpers import compiled_model
@@ -11,6 +12,7 @@ from _helpers import toy_data
 from _helpers import toy_net
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_check_errors_start_with_our_text(run_eagerly):
     # In graph mode TensorFlow's error opens with its trace; ours opens

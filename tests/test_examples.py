@@ -224,6 +224,7 @@ def tiny_imagenet_dir(tmp_path_factory):
 # algorithms; each network's own tests are in tests/test_architectures.py.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, data_dir, architecture, algorithm",
     [
@@ -260,6 +261,7 @@ def test_dataset_script(
     assert bool(monitor_logs) == (algorithm == "brainprop")
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_dataset_example_on_this_backend(mnist_dir, empty_home):
     stdout = run_example(
@@ -275,6 +277,7 @@ def test_dataset_example_on_this_backend(mnist_dir, empty_home):
     printed_accuracy(stdout)
 
 
+@pytest.mark.slow
 def test_fashion_mnist(fashion_mnist_dir, empty_home):
     stdout = run_example(
         "fashion_mnist.py",
@@ -288,6 +291,7 @@ def test_fashion_mnist(fashion_mnist_dir, empty_home):
     assert printed_accuracy(stdout) > 0.2
 
 
+@pytest.mark.slow
 def test_missing_data_is_one_message_and_no_download(tmp_path, empty_home):
     completed = run_example(
         "cifar10.py",
@@ -304,6 +308,7 @@ def test_missing_data_is_one_message_and_no_download(tmp_path, empty_home):
 # The idea examples, on scikit-learn's digits.
 
 
+@pytest.mark.slow
 def test_custom_reward(empty_home):
     stdout = run_example(
         "custom_reward.py", "--epochs=2", home=empty_home
@@ -322,6 +327,7 @@ def test_custom_reward(empty_home):
         assert int(costly_errors) <= 359
 
 
+@pytest.mark.slow
 def test_custom_reward_that_diverges_reports_no_accuracy(empty_home):
     # A huge penalty made the weights NaN; the table still printed rows.
     completed = run_example(
@@ -337,6 +343,7 @@ def test_custom_reward_that_diverges_reports_no_accuracy(empty_home):
     assert "smaller --penalty than 1e+30" in completed.stderr
 
 
+@pytest.mark.slow
 def test_distributed_on_two_cpu_replicas(empty_home):
     stdout = run_example(
         "distributed.py",
@@ -350,6 +357,7 @@ def test_distributed_on_two_cpu_replicas(empty_home):
     printed_accuracy(stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_distributed_on_two_jax_cpu_devices(empty_home):
     if BACKEND != "jax":
@@ -366,6 +374,7 @@ def test_distributed_on_two_jax_cpu_devices(empty_home):
     printed_accuracy(stdout)
 
 
+@pytest.mark.slow
 def test_tensorboard_monitor_writes_brainprop_summaries(empty_home, tmp_path):
     stdout = run_example(
         "tensorboard_monitor.py",
@@ -385,6 +394,7 @@ def test_tensorboard_monitor_writes_brainprop_summaries(empty_home, tmp_path):
     assert list((tmp_path / "train").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_ends_like_an_uninterrupted_run(
     empty_home, tmp_path
 ):
@@ -518,6 +528,7 @@ def test_frequencies_below_one_are_flag_errors(script, flag):
             parse(f"--{flag}=0")
 
 
+@pytest.mark.slow
 def test_flag_errors_are_one_line_and_help_exits_0(empty_home, tmp_path):
     completed = run_example(
         "resume.py",

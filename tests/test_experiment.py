@@ -185,6 +185,7 @@ def test_train_fn_gets_the_seed_run():
     assert result.runs[0].epochs_run == 1
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_same_seed_same_run(brainprop_run):
     first = brainprop_run[0].runs[0]
@@ -310,6 +311,7 @@ def test_run_refuses_a_repeated_seed(monkeypatch):
         experiment.run("digits", "mlp", seeds=[1, 1], **TINY)
 
 
+@pytest.mark.slow
 def test_run_marks_a_diverged_seed_without_an_accuracy(tmp_path):
     result = experiment.run(
         "digits",
@@ -360,6 +362,7 @@ def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     assert not (tmp_path / "a.png").exists()
 
 
+@pytest.mark.slow
 def test_run_with_another_policy_seeds_it_per_run():
     seen = []
 
@@ -385,6 +388,7 @@ def test_run_with_another_policy_seeds_it_per_run():
     assert seen[1] is seeded
 
 
+@pytest.mark.slow
 def test_run_under_a_feedback_rule(tmp_path):
     result = experiment.run(
         "digits",
@@ -406,6 +410,7 @@ def test_run_under_a_feedback_rule(tmp_path):
     assert experiment.Result.from_dict(data).feedback == "symmetric"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["brainprop", "backprop"])
 def test_weights_of_a_feedback_run_load_into_the_plain_network(
     tmp_path, algorithm
@@ -432,6 +437,7 @@ def test_weights_of_a_feedback_run_load_into_the_plain_network(
     assert accuracy == pytest.approx(result.runs[0].test_accuracy, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_run_with_a_policy_names_it_and_backprop_ignores_it(tmp_path):
     seen = []
 

@@ -39,6 +39,7 @@ def numpy_brainprop_step(kernels, biases, feedbacks, x, y, decay=0.0):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule_name", RULE_NAMES)
 def test_one_step_equals_the_papers_equations(rule_name):
     rule = feedback.get(rule_name)
@@ -110,6 +111,7 @@ def test_wrap_with_a_feedback_rule():
     assert isinstance(feedback.rule_of(converted), feedback.SignSymmetry)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_continues_exactly(tmp_path):
     x, y = random_batch((6, 6, 2), 3, batch_size=32)
     model = kbp.wrap(
@@ -154,6 +156,7 @@ def test_save_load_round_trip_continues_exactly(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_mirrored_training_equals_single_device_training(tmp_path):
     output = tmp_path / "result.json"
     environment = dict(os.environ, CUDA_VISIBLE_DEVICES="-1")
@@ -183,6 +186,7 @@ def test_mirrored_training_equals_single_device_training(tmp_path):
         assert result["smallest_change"] > 1e-4, result
 
 
+@pytest.mark.slow
 def test_interrupted_kolen_pollack_training_resumes_exactly(tmp_path):
     x, y = random_batch((6,), 4, batch_size=32)
 
@@ -225,6 +229,7 @@ def test_interrupted_kolen_pollack_training_resumes_exactly(tmp_path):
 # Weights files of wrapped models ---------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule_name", RULE_NAMES[1:])
 def test_plain_network_loads_a_wrapped_models_weights_file_and_back(
     rule_name, tmp_path

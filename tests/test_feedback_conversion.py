@@ -27,6 +27,7 @@ def test_symmetric_returns_the_network_itself():
     assert feedback.apply(network, "symmetric") is network
 
 
+@pytest.mark.slow
 def test_converted_network_shares_the_original_weights():
     network = loccon_net()
     x, y = random_batch((6, 6, 2), 3, batch_size=16)
@@ -203,6 +204,7 @@ def test_nested_functional_model_inside_a_sequential():
     np.testing.assert_allclose(grad_x, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resnet50_gets_feedback_weights_on_every_conv_and_dense():
     network = keras.applications.ResNet50(
         weights=None,
@@ -244,6 +246,7 @@ def test_helpers_given_a_brainprop_model_use_its_network():
     assert isinstance(feedback.rule_of(backprop), feedback.SignSymmetry)
 
 
+@pytest.mark.slow
 def test_converted_network_loads_where_keras_brainprop_is_imported(tmp_path):
     # Keras imports no package's classes by itself: the documented way is
     # to import keras_brainprop first, or to save feedback.to_plain().

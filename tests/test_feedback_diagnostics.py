@@ -298,6 +298,7 @@ def _tags(directory):
     return scalars, images
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("run_eagerly", [False, True])
 def test_monitor_writes_the_feedback_diagnostics(tmp_path, run_eagerly):
@@ -322,6 +323,7 @@ def test_monitor_writes_the_feedback_diagnostics(tmp_path, run_eagerly):
     assert images == {"epoch/feedback/input", "epoch/feedback/attention"}
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_monitor_writes_no_feedback_diagnostics_for_symmetric(tmp_path):
     model = kbp.wrap(_network())

@@ -117,6 +117,7 @@ def test_locally_connected_error_goes_down_through_the_feedback_kernel(
     np.testing.assert_allclose(grad_kernel, plain_kernel, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_layer, input_shape",
     [
@@ -161,6 +162,7 @@ def test_error_equals_backprop_through_a_twin_whose_kernel_is_b(
 # Compilation, precision, saving, nesting, distribution -----------------------
 
 
+@pytest.mark.slow
 def test_compiled_step_has_backprops_convolutions_and_products():
     # The backward pass computes each input error and kernel gradient once;
     # the forward calls inside it are dropped by the compiler.
@@ -186,6 +188,7 @@ def test_compiled_step_has_backprops_convolutions_and_products():
     assert operation_counts(feedback.KolenPollack(seed=1)) == symmetric
 
 
+@pytest.mark.slow
 def test_jit_compiled_steps_equal_graph_steps():
     x, y = random_batch((6, 6, 2), 3, batch_size=16)
     weights = []
@@ -434,6 +437,7 @@ def _weighted_output(upstream, outputs):
     return keras.ops.sum(keras.ops.multiply(upstream, outputs), axis=axes)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("case", list(LAYER_CASES))
 @pytest.mark.parametrize("rule_name", RULE_NAMES)

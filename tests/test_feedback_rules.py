@@ -47,6 +47,7 @@ class _KernelRecorder(keras.callbacks.Callback):
         self.record()
 
 
+@pytest.mark.slow
 def test_feedback_alignment_weights_do_not_change_during_fit():
     x, y = random_batch((6, 6, 2), 3, batch_size=32)
     model = brainprop_model(loccon_net(), feedback.FeedbackAlignment(seed=1))
@@ -77,6 +78,7 @@ def test_sign_symmetry_feedback_has_the_kernels_signs_and_norm():
         assert layer.weights[0] is not layer.feedback_kernel
 
 
+@pytest.mark.slow
 def test_kolen_pollack_shrinks_the_difference_exactly_every_step():
     decay, l2 = 0.4, 0.05
     network = keras.Sequential(
@@ -113,6 +115,7 @@ def test_kolen_pollack_shrinks_the_difference_exactly_every_step():
             assert not np.allclose(new_kernel, kernel, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_kolen_pollack_feedback_aligns_with_the_kernels_on_digits():
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
@@ -238,6 +241,7 @@ def test_unknown_rule_is_rejected():
         feedback.apply(relu_net(), 3)
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_the_kolen_pollack_contraction_exact():
     keras.config.set_dtype_policy("mixed_float16")
     decay = 0.2
@@ -272,6 +276,7 @@ def test_mixed_precision_keeps_the_kolen_pollack_contraction_exact():
     assert model.network(x).dtype == "float16"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_eagerly", [False, True])
 def test_freezing_a_layer_freezes_its_kolen_pollack_feedback(run_eagerly):
     network = relu_net()

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _distributed import distributed_result
 
 import keras_brainprop as kbp
 from keras_brainprop import _keras_fixes
@@ -34,12 +35,6 @@ def _model():
     return model
 
 
-def _result(runs, setup):
-    if isinstance(runs[setup], str):
-        pytest.fail(runs[setup], pytrace=False)
-    return runs[setup]
-
-
 def test_compile_loss_tracker_is_the_one_loss_and_comes_first():
     model = _model()
     assert _keras_fixes.compile_loss_tracker(model) is model.metrics[0]
@@ -59,6 +54,7 @@ class _StartAt(keras.callbacks.Callback):
         _keras_fixes.set_initial_epoch(self.model, self.epoch)
 
 
+@pytest.mark.slow
 def test_set_initial_epoch_moves_the_start_of_fit():
     model = _model()
     history = model.fit(
@@ -93,6 +89,7 @@ class _SkipEverySecondStep(keras.callbacks.Callback):
         _keras_fixes.unwrap_train_function(self.model)
 
 
+@pytest.mark.slow
 def test_wrap_train_function_routes_every_step_of_fit():
     model = _model()
     skip = _SkipEverySecondStep()
@@ -113,15 +110,17 @@ def test_step_logs_change_only_multi_worker_logs(monkeypatch):
     assert list(_keras_fixes.step_logs(logs)) == ["loss", "reward"]
 
 
+@pytest.mark.slow
 def test_replica_safe_model_builds_from_an_uneven_batch(distributed_runs):
-    result = _result(distributed_runs, "mirrored")
+    result = distributed_result(distributed_runs, "mirrored")
     assert result["keras_fixes"]["keras_build_error"] is not None  # Control.
     trained = {"loss", "reward", "rpe", "explore_rate", "accuracy"}
     assert trained <= set(result["odd_batch_logs"])
 
 
+@pytest.mark.slow
 def test_replica_safe_model_reads_epoch_logs_from_metrics(distributed_runs):
-    cases = _result(distributed_runs, "mirrored")["keras_fixes"]
+    cases = distributed_result(distributed_runs, "mirrored")["keras_fixes"]
     expected = cases["single_device_evaluate"]
     assert set(expected) == {"loss", "reward", "rpe", "accuracy"}
     assert cases["fixed_evaluate"] == pytest.approx(expected, abs=1e-6)
@@ -131,11 +130,12 @@ def test_replica_safe_model_reads_epoch_logs_from_metrics(distributed_runs):
     assert cases["keras_evaluate"] != pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_multi_worker_fit_and_evaluate_log_every_metric(distributed_runs):
-    assert not _result(distributed_runs, "mirrored")["keras_fixes"][
+    assert not distributed_result(distributed_runs, "mirrored")["keras_fixes"][
         "in_multi_worker_mode"
     ]
-    for worker in _result(distributed_runs, "multi_worker"):
+    for worker in distributed_result(distributed_runs, "multi_worker"):
         logs = json.loads(str(worker["logs"]))
         assert logs["in_multi_worker_mode"]
         # Scalar step logs fail Keras' reduction across workers; with
@@ -213,6 +213,7 @@ def _early_stopping_runs(metric):
     network.fit(X, y, validation_data=(X, y), callbacks=[stop], verbose=0)
 
 
+@pytest.mark.slow
 def test_set_direction_lets_callbacks_monitor_a_metric():
     def hits(y_true, y_pred):
         return keras.ops.cast(y_pred[:, 0] > 0, "float32")

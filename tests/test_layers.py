@@ -548,6 +548,7 @@ def test_unknown_spatial_size_raises():
         layer.build((None, None, 9, 1))
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_mixed_precision_computes_in_float16():
     keras.config.set_dtype_policy("mixed_float16")
@@ -565,6 +566,7 @@ def test_mixed_precision_computes_in_float16():
     assert layer.kernel.dtype == "float32"
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("mode", ["eager", "graph", "jit"])
 def test_fit_changes_kernels_in_every_mode(mode):
@@ -586,6 +588,7 @@ def test_fit_changes_kernels_in_every_mode(mode):
         assert not np.allclose(ops.convert_to_numpy(kernel), initial)
 
 
+@pytest.mark.slow
 def test_brainprop_training_step_changes_every_kernel():
     net = _loccon_net()
     model = wrap(net)

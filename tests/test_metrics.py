@@ -203,6 +203,7 @@ def test_greedy_accuracy_equals_numpy_on_every_backend(form):
 # fit()'s logs.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES, indirect=True)
 def test_fit_logs_exact_coverage_reset_each_epoch(mode):
     model = _model(mode)
@@ -218,6 +219,7 @@ def test_fit_logs_exact_coverage_reset_each_epoch(mode):
     np.testing.assert_array_equal(model.network.get_weights()[0], KERNEL)
 
 
+@pytest.mark.slow
 def test_subclassed_network_and_evaluate_logs():
     model = _model(network=_SubclassedNetwork(), metrics=["accuracy"])
     x, y = _inputs(A, B, C, A), np.array([0, 2, 1, 1])
@@ -229,6 +231,7 @@ def test_subclassed_network_and_evaluate_logs():
     assert set(logs) == {"loss", "reward", "rpe", "accuracy"}
 
 
+@pytest.mark.slow
 def test_mirrored_replicas_counts_are_summed(distributed_runs):
     result = distributed_runs["mirrored"]
     if isinstance(result, str):
@@ -267,6 +270,7 @@ def _coverage_warnings(record):
     return [w for w in record if w.category is kbp.metrics.LowCoverageWarning]
 
 
+@pytest.mark.slow
 def test_warns_once_per_fit_naming_the_never_greedy_actions():
     model = _model("eager")
     x = _inputs(A, B, A, B)
@@ -323,6 +327,7 @@ def _greedy_accuracy(targets, q_values):
     return np.mean(earned == targets.max(axis=-1))
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 @pytest.mark.parametrize("num_actions", [2, 3])
 @pytest.mark.parametrize("form", ["labels", "column", "one_hot", "table"])
@@ -335,6 +340,7 @@ def test_accuracy_is_the_greedy_accuracy(form, num_actions, run_eagerly):
     np.testing.assert_allclose(history["acc"], [expected], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_accuracy_follows_targets_that_change_form():
     # Keras' own "accuracy" would keep the metric of the first fit.
     x, y = small_data()
@@ -349,6 +355,7 @@ def test_accuracy_follows_targets_that_change_form():
         )
 
 
+@pytest.mark.slow
 def test_accuracy_works_with_early_stopping():
     x, y = small_data()
     model = frozen(small_net())

@@ -87,6 +87,7 @@ def copy_of(network):
     return twin
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_net, input_shape, num_actions",
     [(dense_net, (6,), 4), (conv_net, (6, 6, 2), 3)],
@@ -125,6 +126,7 @@ class _Always(policies.Policy):
         return tf.fill(tf.shape(q_values)[:1], self.action)
 
 
+@pytest.mark.slow
 def test_uniform_choice_is_backprop_of_squared_error_at_lr_over_actions():
     # In expectation over a uniformly chosen action, BrainProp's update is
     # backprop of 0.5 * sum_k (onehot_k - Q_k)^2 at 1/K of its learning rate
@@ -223,6 +225,7 @@ def test_brainprop_step_matches_numpy():
     assert not np.any(greedy_step.explored)
 
 
+@pytest.mark.slow
 def test_only_the_chosen_unit_learns():
     # A linear net with no hidden layer: output unit k's weights change only
     # on samples where k was the chosen action.
@@ -240,6 +243,7 @@ def test_only_the_chosen_unit_learns():
     assert set(np.flatnonzero(changed)) == chosen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode",
     [
@@ -289,6 +293,7 @@ def test_explore_rate_metric_counts_non_greedy_actions():
     assert abs(history["explore_rate"][0] - 0.75) < 0.08
 
 
+@pytest.mark.slow
 def test_digits_mlp_learns_from_reward_alone():
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
@@ -309,6 +314,7 @@ def test_digits_mlp_learns_from_reward_alone():
     assert logs["accuracy"] >= 0.93
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label_form", ["column", "one_hot", "table"])
 def test_target_forms(label_form):
     x, y = random_batch((6,), 4, batch_size=32)
@@ -352,6 +358,7 @@ def test_reward_without_targets():
     model.fit(x, epochs=3, batch_size=8, verbose=0)
 
 
+@pytest.mark.slow
 def test_tf_data_numpy_and_callbacks(tmp_path):
     x, y = random_batch((6,), 4, batch_size=64)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
@@ -382,6 +389,7 @@ def test_tf_data_numpy_and_callbacks(tmp_path):
     assert isinstance(reloaded, kbp.BrainPropModel)
 
 
+@pytest.mark.slow
 def test_wrap_functional_and_subclassed():
     inputs = keras.Input((6,))
     hidden = keras.layers.Dense(8, activation="relu")(inputs)
@@ -410,6 +418,7 @@ def test_wrap_functional_and_subclassed():
         )
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(tmp_path):
     x, y = random_batch((6,), 4, batch_size=32)
     policy = policies.EpsilonBoltzmann(epsilon=0.3, temperature=0.5)
@@ -437,6 +446,7 @@ def test_save_load_round_trip(tmp_path):
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_run():
     def run():
         keras.utils.set_random_seed(3)
@@ -453,6 +463,7 @@ def test_same_seed_same_run():
     assert history_a == history_b
 
 
+@pytest.mark.slow
 def test_mixed_precision():
     keras.config.set_dtype_policy("mixed_float16")
     network = dense_net()
@@ -514,6 +525,7 @@ def test_softmax_output_warns():
         kbp.wrap(network)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_eagerly", [True, False], ids=["eager", "graph"])
 @pytest.mark.parametrize(
     "labels, message",
@@ -552,6 +564,7 @@ def test_missing_targets():
         model.fit(x, verbose=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_eagerly", [True, False], ids=["eager", "graph"])
 def test_bad_reward_functions(run_eagerly):
     x, y = random_batch((6,), 4, batch_size=8)
@@ -573,6 +586,7 @@ def test_bad_reward_functions(run_eagerly):
             np.testing.assert_array_equal(b, a)
 
 
+@pytest.mark.slow
 def test_target_forms_can_change_between_fits():
     # After fits with labels and one-hot targets Keras traces `y` with an
     # unknown rank; the reward then tells the forms apart at run time.
@@ -634,6 +648,7 @@ def reproducibility_run():
     return {"state": digest.hexdigest(), "history": history}
 
 
+@pytest.mark.slow
 def test_two_seeded_runs_are_bit_identical():
     # Two runs one after the other in a fresh process: nothing carries over
     # from the first to the second but what set_random_seed resets.
@@ -664,6 +679,7 @@ def test_two_seeded_runs_are_bit_identical():
 # A reward that needs no targets, with compiled metrics.
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_reward_without_targets_skips_compiled_metrics_once(run_eagerly):
     x, _ = small_data()
@@ -688,6 +704,7 @@ def test_reward_without_targets_skips_compiled_metrics_once(run_eagerly):
 # `metrics_names` label what evaluate() returns.
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_metrics_names_label_what_evaluate_returns(run_eagerly):
     x, y = small_data()
@@ -716,6 +733,7 @@ def test_metrics_names_label_what_evaluate_returns(run_eagerly):
 # No Keras warning about build() for a subclassed network.
 
 
+@pytest.mark.slow
 @EAGER_AND_GRAPH
 def test_subclassed_network_builds_without_a_warning(run_eagerly):
     # Control: Keras warns when build() is called on such a network.

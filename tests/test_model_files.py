@@ -51,6 +51,7 @@ def _run_under_every_backend(command, directory):
                 process.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("jax", "torch")),
@@ -92,6 +93,7 @@ def _small_model(**wrap_kwargs):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_export_serves_the_q_values(tmp_path):
     model = worker.trained_models()["brainprop"]
@@ -147,6 +149,7 @@ def test_compile_config_is_that_of_every_backend():
     assert model.get_compile_config()["jit_compile"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_weights_file_round_trip_restores_the_whole_state(tmp_path):
     x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
@@ -188,6 +191,7 @@ def _exported(model, path):
     return tf.saved_model.load(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_network, prepare",
     [
@@ -233,6 +237,7 @@ def test_export_of_a_network_with_a_dict_output(tmp_path):
 # Weights files move between the wrapped model and the network.
 
 
+@pytest.mark.slow
 def test_wrapped_weights_file_loads_into_the_plain_network(tmp_path):
     x, y = small_data()
     network = small_net()
@@ -259,6 +264,7 @@ def test_network_weights_file_loads_into_a_wrapped_model(tmp_path):
     assert_weights_equal(network, model.network)
 
 
+@pytest.mark.slow
 def test_wrapped_weights_file_restores_optimizer_and_random_states(tmp_path):
     x, y = small_data()
     model = kbp.wrap(small_net(dropout=0.5), seed=3)

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import keras_brainprop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -19,6 +21,7 @@ def test_readme_api_table_lists_exactly_all():
         assert hasattr(keras_brainprop, name), name
 
 
+@pytest.mark.slow
 def test_import_defines_no_flags_and_loads_no_cli():
     code = (
         "import sys, keras_brainprop; from absl import flags; "

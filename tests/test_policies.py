@@ -94,6 +94,7 @@ def test_draws_depend_only_on_the_seed():
     assert np.any(first != draw(policy, q_row, seed=(4, 6)))
 
 
+@pytest.mark.slow
 def test_policies_run_under_xla():
     policy = policies.EpsilonBoltzmann(0.5)
 
@@ -114,6 +115,7 @@ def _draw_in(mode, policy, q_values, seed):
     return select(q_values, tf.constant(seed)).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "policy",
     [
@@ -423,6 +425,7 @@ def small_dense_net(hidden=64, actions=10):
     )
 
 
+@pytest.mark.slow
 def test_saved_model_keeps_the_discovery_policy_and_its_schedule(tmp_path):
     schedule = keras.optimizers.schedules.ExponentialDecay(0.3, 10, 0.5)
     policy = policies.Discovery(schedule, min_share=0.5, epsilon=0.1)
@@ -479,6 +482,7 @@ def epochs_to_full_coverage(policy, x, y, max_epochs, seed=0):
     return coverage.epoch
 
 
+@pytest.mark.slow
 def test_discovery_finds_every_class_sooner_than_the_papers_policy():
     from sklearn.datasets import load_digits
 

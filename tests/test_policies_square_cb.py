@@ -53,6 +53,7 @@ def test_square_cb_gamma_schedule_takes_effect():
     assert np.mean(draw(policy, q_row, step=20) != 1) < 1e-3
 
 
+@pytest.mark.slow
 def test_square_cb_by_name_config_and_saved_model(tmp_path):
     assert type(policies.get("square_cb")) is policies.SquareCB
     assert policies.name(policies.SquareCB(50.0)) == "square_cb"

@@ -55,6 +55,7 @@ def test_compile_uses_the_setting_unless_told_otherwise():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 def test_a_saved_model_keeps_its_setting(tmp_path):
     algorithm = algorithms.BrainProp(setting="recommended", seed=2)
@@ -138,6 +139,7 @@ def epochs_to_accuracy(setting, x, y, target, max_epochs):
     return None
 
 
+@pytest.mark.slow
 def test_recommended_reaches_the_target_sooner_on_many_actions():
     x, y = clusters(actions=40, per_class=40, seed=1)
     recommended = epochs_to_accuracy("recommended", x, y, 0.6, max_epochs=8)
@@ -147,6 +149,7 @@ def test_recommended_reaches_the_target_sooner_on_many_actions():
     assert paper is None, paper
 
 
+@pytest.mark.slow
 def test_experiment_run_trains_with_a_setting_and_names_it(tmp_path):
     result = experiment.run(
         "digits",
