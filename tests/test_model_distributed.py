@@ -28,6 +28,10 @@ import sys
 import keras
 import numpy as np
 import pytest
+from _distributed import distributed_result
+
+# Every test here starts fresh Python processes.
+pytestmark = pytest.mark.slow
 
 _WORKER_SCRIPT = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py"
@@ -49,13 +53,6 @@ def _load_worker_module():
 worker = _load_worker_module()
 
 
-def _result(runs, setup):
-    result = runs[setup]
-    if isinstance(result, str):
-        pytest.fail(result, pytrace=False)
-    return result
-
-
 def _assert_logs_close(logs, expected, tolerance=1e-6):
     assert set(logs) == set(expected), (logs, expected)
     for name, value in expected.items():
@@ -67,14 +64,14 @@ def _assert_logs_close(logs, expected, tolerance=1e-6):
 
 
 def test_mirrored_greedy_steps_match_single_device(distributed_runs):
-    result = _result(distributed_runs, "mirrored")
+    result = distributed_result(distributed_runs, "mirrored")
     assert result["num_replicas"] == 2
     assert result["greedy_vs_single"] <= TOLERANCE
     assert result["greedy_vs_reference"] <= TOLERANCE
 
 
 def test_mirrored_metrics_aggregate_over_replicas(distributed_runs):
-    result = _result(distributed_runs, "mirrored")
+    result = distributed_result(distributed_runs, "mirrored")
     # The same weights see the same global batches: every logged value is
     # the single-device one, not one replica's half.
     _assert_logs_close(
@@ -83,7 +80,7 @@ def test_mirrored_metrics_aggregate_over_replicas(distributed_runs):
 
 
 def test_mirrored_replicas_draw_their_own_actions(distributed_runs):
-    result = _result(distributed_runs, "mirrored")
+    result = distributed_result(distributed_runs, "mirrored")
     first, second = np.array(result["draws"])
     # Five equally likely actions: independent draws differ 80% of the time.
     assert np.mean(first != second) > 0.6
@@ -94,14 +91,14 @@ def test_mirrored_replicas_draw_their_own_actions(distributed_runs):
 
 
 def test_mirrored_exploring_steps_replay_per_replica_seeds(distributed_runs):
-    result = _result(distributed_runs, "mirrored")
+    result = distributed_result(distributed_runs, "mirrored")
     assert result["explore_vs_per_replica_reference"] <= TOLERANCE
     # Control: had both replicas drawn with one seed, weights would differ.
     assert result["explore_vs_shared_seed_reference"] > 1e-3
 
 
 def test_mirrored_uneven_batches(distributed_runs):
-    result = _result(distributed_runs, "mirrored")
+    result = distributed_result(distributed_runs, "mirrored")
     # A global batch of 31 splits 16 / 15 over the replicas.
     assert all(
         math.isfinite(value) for value in result["odd_batch_logs"].values()
@@ -114,7 +111,7 @@ def test_mirrored_uneven_batches(distributed_runs):
 
 
 def test_mirrored_fit_reaches_single_device_accuracy(distributed_runs):
-    result = _result(distributed_runs, "mirrored")
+    result = distributed_result(distributed_runs, "mirrored")
     single = result["digits_single"]["accuracy"]
     mirrored = result["digits_mirrored"]["accuracy"]
     assert single >= 0.85 and mirrored >= 0.85, (single, mirrored)
@@ -199,7 +196,7 @@ def _logs(arrays):
 def test_multi_worker_training_equals_single_process(distributed_runs):
     from keras_brainprop import policies
 
-    workers = _result(distributed_runs, "multi_worker")
+    workers = distributed_result(distributed_runs, "multi_worker")
     assert [_logs(w)["num_replicas"] for w in workers] == [2, 2]
     x, y = worker.training_data()
     references = {
@@ -228,7 +225,7 @@ def test_multi_worker_metrics_aggregate_over_workers(distributed_runs):
     import keras_brainprop as kbp
     from keras_brainprop import policies
 
-    workers = _result(distributed_runs, "multi_worker")
+    workers = distributed_result(distributed_runs, "multi_worker")
     first, second = (_logs(w) for w in workers)
     for name in ("greedy_fit", "explore_fit", "greedy_evaluate"):
         _assert_logs_close(first[name], second[name])
