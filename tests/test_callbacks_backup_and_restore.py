@@ -1,5 +1,9 @@
-"""BackupAndRestore on every backend: exact resumption, mid-epoch included,
-and backups of another backend refused.
+"""BackupAndRestore (keras_brainprop/callbacks/backup_and_restore.py): exact
+resumption, mid-epoch included, also of Keras' own BackupAndRestore and of
+save/load; atomic, checked backup files; backups of another backend, model
+or configuration refused.
+
+The tests marked `backends` run on every backend.
 
 Run under each backend, e.g. `KERAS_BACKEND=jax python -m pytest -m backends
 tests/test_callbacks_backup_and_restore.py`.

@@ -1,4 +1,5 @@
-"""Tests of keras_brainprop.callbacks.BrainPropMonitor and BackupAndRestore.
+"""BrainPropMonitor (keras_brainprop/callbacks/brainprop_monitor.py) and its
+probe.
 
 Each monitor test fits a tiny seeded model for one or two epochs, then reads
 the event files back with TensorFlow's own summary iterator (the tensorboard

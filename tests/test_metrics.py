@@ -1,4 +1,5 @@
-"""Tests of greedy_coverage: the metric, fit()'s logs, the one-time warning.
+"""keras_brainprop/metrics.py: greedy_coverage (the metric, fit()'s logs,
+the coverage warning) and "accuracy" as the greedy accuracy.
 
 A network with a constant kernel makes the greedy actions known in
 advance: Q = x @ KERNEL, so action 0 is greedy for x = A, action 2 for

@@ -1,4 +1,6 @@
-"""Tests of BrainPropModel and wrap(): the training step, fit, save/load."""
+"""BrainPropModel and wrap() (keras_brainprop/model.py): the training step,
+fit, evaluate and their metrics, save/load, and the ordinary Keras workflow
+with a wrapped model."""
 
 import hashlib
 import json

@@ -1,4 +1,5 @@
-"""BrainProp's files on every backend: `.keras` files, weights, export."""
+"""BrainProp's files (keras_brainprop/_model_files.py): `.keras` files,
+weights files that the plain network reads, export; partly on every backend."""
 
 import importlib.util
 import os

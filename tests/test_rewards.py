@@ -1,4 +1,5 @@
-"""Tests of the reward functions against NumPy."""
+"""keras_brainprop/rewards.py: the reward functions against NumPy, and their
+serialization."""
 
 import warnings
 
