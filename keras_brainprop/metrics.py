@@ -14,7 +14,7 @@ class LowCoverageWarning(UserWarning):
     """`fit()`'s warning that some actions stay never the greedy choice.
 
     `BrainPropModel.fit` warns with it, at most once per `fit()`, when
-    `greedy_coverage` (`GreedyCoverage`) stays below 1 for 3 epochs in a
+    `greedy_coverage` (`GreedyCoverage`) stays below 1 for 10 epochs in a
     row, or when the last epoch of `fit()` ends below 1. The message names
     the actions and advises what to try for the model's policy and
     optimizer. A fit that expects it, such as a timing run, can silence

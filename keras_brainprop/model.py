@@ -53,7 +53,7 @@ class BrainPropModel(
     (mean delta), `explore_rate` (share of non-greedy actions),
     `greedy_coverage` (share of the actions that were the greedy choice for
     at least one sample of the epoch, see
-    `keras_brainprop.metrics.GreedyCoverage`; below 1 for 3 epochs in a
+    `keras_brainprop.metrics.GreedyCoverage`; below 1 for 10 epochs in a
     row, or in the last epoch, it warns once per `fit()` with a
     `keras_brainprop.metrics.LowCoverageWarning` naming the actions left
     out) and the metrics given to `compile()`,

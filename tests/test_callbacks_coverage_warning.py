@@ -62,16 +62,16 @@ def _run(callback, coverages, end=True):
     return counts, [w for w in record if w.category is LowCoverageWarning]
 
 
-def test_the_rule_waits_three_epochs():
-    assert LOW_COVERAGE_EPOCHS == 3
+def test_the_rule_waits_ten_epochs():
+    assert LOW_COVERAGE_EPOCHS == 10
 
 
-def test_no_warning_in_epochs_one_and_two_then_one_after_three():
-    counts, [warning] = _run(_callback(), [0.5] * 6)
-    assert counts == [0, 0, 1, 1, 1, 1]
+def test_no_warning_in_epochs_one_to_nine_then_one_after_ten():
+    counts, [warning] = _run(_callback(), [0.5] * 12)
+    assert counts == [0] * 9 + [1] * 3
     message = str(warning.message)
     assert message.startswith(
-        "Epoch 3 ended with greedy_coverage=0.5, below 1 for 3 epochs in a "
+        "Epoch 10 ended with greedy_coverage=0.5, below 1 for 10 epochs in a "
         "row: action(s) [1] of 3 were never the greedy choice"
     )
     assert message.endswith("This warning is shown at most once per fit().")
@@ -81,8 +81,9 @@ def test_coverage_of_one_starts_the_count_again():
     counts, found = _run(_callback(), [0.5, 0.5, 1.0, 0.5, 0.5, 1.0])
     assert counts == [0] * 6
     assert found == []
-    counts, [_] = _run(_callback(), [0.5, 0.5, 1.0, 0.5, 0.5, 0.5])
-    assert counts == [0, 0, 0, 0, 0, 1]
+    again = [0.5] * 9 + [1.0] + [0.5] * 10
+    counts, [_] = _run(_callback(), again, end=False)
+    assert counts == [0] * 19 + [1]
 
 
 def test_warns_at_the_end_of_fit_when_the_last_epoch_is_below_one():
@@ -98,7 +99,7 @@ def test_warns_at_the_end_of_fit_when_the_last_epoch_is_below_one():
 def test_warns_once_per_fit():
     callback = _callback()
     for _ in range(2):
-        _, found = _run(callback, [0.5] * 5)
+        _, found = _run(callback, [0.5] * 12)
         assert len(found) == 1
 
 
@@ -194,11 +195,11 @@ def _fit(rows, epochs, policy=None, optimizer=None):
     return history.history["greedy_coverage"], found
 
 
-def test_fit_warns_once_after_three_epochs_below_one():
-    coverage, [warning] = _fit([A, B, A, B], epochs=4)
-    assert coverage == [pytest.approx(2 / 3)] * 4
+def test_fit_warns_once_after_ten_epochs_below_one():
+    coverage, [warning] = _fit([A, B, A, B], epochs=11)
+    assert coverage == [pytest.approx(2 / 3)] * 11
     message = str(warning.message)
-    assert "Epoch 3 ended with greedy_coverage=0.6667" in message
+    assert "Epoch 10 ended with greedy_coverage=0.6667" in message
     assert "action(s) [1] of 3" in message
     assert "explores with EpsilonGreedy and trains with SGD at 0." in message
 

@@ -255,7 +255,10 @@ def test_result_round_trips_the_parameters_and_reads_old_files():
 
 
 # One epoch leaves some classes never the greedy choice: expected here.
-@pytest.mark.filterwarnings("ignore:Epoch 1")
+@pytest.mark.slow
+@pytest.mark.filterwarnings(
+    "ignore::keras_brainprop.metrics.LowCoverageWarning"
+)
 def test_runs_differing_only_in_a_parameter_keep_their_own_folders(tmp_path):
     results = [
         experiment.run(
@@ -324,6 +327,7 @@ def test_benchmarks_pool_result_files_written_before(tmp_path):
     assert entry["result"].policy_parameters == {}
 
 
+@pytest.mark.slow
 def test_compare_merges_a_folder_written_before(tmp_path):
     old = tmp_path / "old"
     old.mkdir()

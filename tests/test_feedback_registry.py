@@ -109,6 +109,7 @@ def test_parameters_are_the_arguments_that_differ_from_the_defaults():
     assert feedback.parameters(ScaledSignSymmetry(scale=2.0)) == {"scale": 2.0}
 
 
+@pytest.mark.slow
 def test_a_users_rule_by_name_trains_as_the_instance():
     feedback.register("test_scaled_sign")(ScaledSignSymmetry)
     assert type(feedback.get("test_scaled_sign")) is ScaledSignSymmetry

@@ -288,9 +288,12 @@ def test_warns_once_per_fit_naming_the_never_greedy_actions():
             )
         [warning] = _coverage_warnings(record)
         message = str(warning.message)
-        # Below 1 for 3 epochs in a row; read before validation resets
-        # the metrics.
-        assert "Epoch 3 ended with greedy_coverage=0.6667" in message
+        # Below 1 at the end of fit(); read before validation resets the
+        # metrics.
+        assert (
+            "Epoch 3, the last of this fit(), ended with "
+            "greedy_coverage=0.6667" in message
+        )
         assert "action(s) [1] of 3" in message
         # The advice names the recommended setting.
         assert 'setting="recommended"' in message

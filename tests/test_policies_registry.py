@@ -118,6 +118,7 @@ def test_parameters_are_the_ones_that_differ_from_the_defaults():
     assert policies.parameters(LastAction(offset=1)) == {"offset": 1}
 
 
+@pytest.mark.slow
 def test_a_users_policy_by_name_trains_as_the_instance():
     policies.register("test_last_action")(LastAction)
     assert type(policies.get("test_last_action")) is LastAction
