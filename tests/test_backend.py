@@ -223,7 +223,9 @@ def _bad_input_cases():
 @pytest.mark.parametrize("jit_compile", JIT_COMPILE)
 def test_bad_input_is_refused_before_any_weight_moves(case, jit_compile):
     if jit_compile and backend.NAME == "tensorflow":
-        pytest.skip("XLA compiles TensorFlow's assertions away (README)")
+        pytest.skip(
+            "XLA compiles TensorFlow's assertions away (docs/guarantees.md)"
+        )
     x, y, message = _bad_input_cases()[case]
     model = kbp.wrap(batch_norm_net(), seed=0)
     model.compile(

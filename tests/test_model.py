@@ -132,7 +132,7 @@ class _Always(policies.Policy):
 def test_uniform_choice_is_backprop_of_squared_error_at_lr_over_actions():
     # In expectation over a uniformly chosen action, BrainProp's update is
     # backprop of 0.5 * sum_k (onehot_k - Q_k)^2 at 1/K of its learning rate
-    # (README, "Exploration"): average the K one-action updates.
+    # (docs/policies.md): average the K one-action updates.
     num_actions = 4
     network = dense_net(num_actions=num_actions)
     x, y = random_batch((6,), num_actions)
