@@ -90,7 +90,9 @@ def format_table(results):
 
     Example:
 
-    >>> print(format_table([experiment.run("digits", "mlp", epochs=5)]))
+    ```python
+    print(format_table([experiment.run("digits", "mlp", epochs=5)]))
+    ```
     """
     fmt = cli.format_number
     rows = [

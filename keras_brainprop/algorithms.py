@@ -34,10 +34,13 @@ from keras_brainprop.backprop_model import BackpropModel
 from keras_brainprop.callbacks import BrainPropMonitor
 from keras_brainprop.model import wrap
 
-# The names `get` takes, and the former names it still accepts (result files
-# and flags of earlier versions call backprop "ebp").
+__all__ = ["ALIASES", "NAMES", "Backprop", "BrainProp", "feedback_name", "get"]
+
 NAMES = ("brainprop", "backprop")
+"""The names `get` takes."""
 ALIASES = {"ebp": "backprop"}
+"""Former names `get` still accepts: result files and flags of earlier
+versions call backprop "ebp"."""
 
 
 def feedback_name(algorithm):

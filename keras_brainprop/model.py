@@ -94,15 +94,17 @@ class BrainPropModel(
 
     Example:
 
-    >>> net = keras.Sequential([
-    ...     keras.Input((64,)),
-    ...     keras.layers.Dense(32, activation="relu"),
-    ...     keras.layers.Dense(10, use_bias=False),
-    ... ])
-    >>> model = BrainPropModel(net)
-    >>> model.compile(optimizer=keras.optimizers.SGD(0.1),
-    ...               metrics=["accuracy"])
-    >>> model.fit(x_train, y_train, epochs=10)
+    ```python
+    net = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10, use_bias=False),
+    ])
+    model = BrainPropModel(net)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=10)
+    ```
 
     Reference:
         Pozzi, Bohté, Roelfsema, "Attention-Gated Brain Propagation: How the
@@ -381,10 +383,12 @@ def wrap(model, policy=None, reward=None, seed=None, feedback=None):
 
     Example:
 
-    >>> model = keras_brainprop.wrap(net)
-    >>> model.compile(optimizer=keras.optimizers.SGD(0.1),
-    ...               metrics=["accuracy"])
-    >>> model.fit(train_ds, validation_data=val_ds, epochs=20)
+    ```python
+    model = keras_brainprop.wrap(net)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  metrics=["accuracy"])
+    model.fit(train_ds, validation_data=val_ds, epochs=20)
+    ```
     """
     if isinstance(model, BrainPropModel):
         model = model.network

@@ -39,8 +39,19 @@ import keras
 from keras_brainprop import policies
 from keras_brainprop.callbacks.precise_batch_norm import batch_norm_layers
 
-# The names `get` takes.
+__all__ = [
+    "NAMES",
+    "PAPER",
+    "Setting",
+    "check_learning_rate",
+    "get",
+    "has_batch_norm",
+    "num_actions",
+    "recommended",
+]
+
 NAMES = ("paper", "recommended")
+"""The names `get` takes."""
 _OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
 
 
@@ -105,8 +116,8 @@ def check_learning_rate(learning_rate):
         )
 
 
-# The paper's: its policy, SGD at 0.1 (the default everywhere).
 PAPER = Setting("paper")
+"""The paper's setting: its policy, SGD at 0.1 (the default everywhere)."""
 
 
 def num_actions(network):

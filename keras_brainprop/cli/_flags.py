@@ -139,7 +139,9 @@ def only_with(name, other, values, flag_values=flags.FLAGS):
 
     Example:
 
-    >>> only_with("cpu_replicas", "strategy", ("mirrored",))
+    ```python
+    only_with("cpu_replicas", "strategy", ("mirrored",))
+    ```
     """
     default = flag_values[name].default
     expected = " or ".join(f"--{other}={value}" for value in values)
@@ -245,7 +247,9 @@ def brainprop_options(flag_values=flags.FLAGS):
 
     Example:
 
-    >>> algorithms.BrainProp(**brainprop_options())
+    ```python
+    algorithms.BrainProp(**brainprop_options())
+    ```
     """
     return {"policy": flag_values.policy, "setting": flag_values.setting}
 
@@ -296,7 +300,9 @@ def define_flags(
 
     Example:
 
-    >>> define_flags(algorithm="brainprop", epochs=100)
+    ```python
+    define_flags(algorithm="brainprop", epochs=100)
+    ```
     """
 
     if dataset is not None:
@@ -436,7 +442,9 @@ def run_kwargs(flag_values=flags.FLAGS):
 
     Example:
 
-    >>> result = experiment.run("digits", "mlp", **run_kwargs())
+    ```python
+    result = experiment.run("digits", "mlp", **run_kwargs())
+    ```
     """
     names = (
         "epochs data_dir output_dir logdir batch_size learning_rate patience "

@@ -53,7 +53,9 @@ def initial_learning_rate(algorithm, network, learning_rate=None):
 
     Example:
 
-    >>> rate = initial_learning_rate(algorithm, network, FLAGS.learning_rate)
+    ```python
+    rate = initial_learning_rate(algorithm, network, FLAGS.learning_rate)
+    ```
     """
     for line in setting_overrides(algorithm, network, learning_rate):
         print(line, flush=True)
@@ -75,8 +77,10 @@ def run_script(main):
 
     Example:
 
-    >>> if __name__ == "__main__":
-    ...     cli.run_script(main)
+    ```python
+    if __name__ == "__main__":
+        cli.run_script(main)
+    ```
     """
 
     def main_with_clean_errors(argv):
@@ -119,9 +123,11 @@ def raise_if_diverged(
 
     Example:
 
-    >>> history = model.fit(train, epochs=10,
-    ...                     callbacks=[keras.callbacks.TerminateOnNaN()])
-    >>> raise_if_diverged(history, learning_rate=0.1)
+    ```python
+    history = model.fit(train, epochs=10,
+                        callbacks=[keras.callbacks.TerminateOnNaN()])
+    raise_if_diverged(history, learning_rate=0.1)
+    ```
     """
     for epoch, loss in enumerate(history.history.get("loss", []), start=1):
         if not math.isfinite(loss):

@@ -59,9 +59,11 @@ def make_strategy(name, cpu_replicas=0, tpu="local"):
 
     Example:
 
-    >>> strategy = make_strategy("mirrored", cpu_replicas=2)
-    >>> experiment.run("digits", "mlp", "backprop", epochs=5,
-    ...                strategy=strategy)
+    ```python
+    strategy = make_strategy("mirrored", cpu_replicas=2)
+    experiment.run("digits", "mlp", "backprop", epochs=5,
+                   strategy=strategy)
+    ```
     """
     if name not in STRATEGIES:
         raise ValueError(
@@ -163,8 +165,10 @@ def strategy_scope(strategy):
 
     Example:
 
-    >>> with strategy_scope(make_strategy(FLAGS.strategy)):
-    ...     model = kbp.wrap(network)
+    ```python
+    with strategy_scope(make_strategy(FLAGS.strategy)):
+        model = kbp.wrap(network)
+    ```
     """
     if strategy is None:
         return contextlib.nullcontext()
@@ -207,9 +211,11 @@ def chief_outputs(kwargs, strategy):
 
     Example:
 
-    >>> with chief_outputs(run_kwargs(), strategy) as kwargs:
-    ...     result = experiment.run("digits", "mlp", strategy=strategy,
-    ...                             **kwargs)
+    ```python
+    with chief_outputs(run_kwargs(), strategy) as kwargs:
+        result = experiment.run("digits", "mlp", strategy=strategy,
+                                **kwargs)
+    ```
     """
     if is_chief(strategy):
         yield kwargs

@@ -407,8 +407,9 @@ class KolenPollack(_RandomFeedback):
         return {"decay": self.decay, **super().get_config()}
 
 
-# The built-in rules, in the order they were registered above.
 NAMES = _REGISTRY.names()
+"""The built-in rules' names; `names()` also lists the rules registered
+later."""
 
 
 def names():

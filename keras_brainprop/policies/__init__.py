@@ -103,8 +103,9 @@ for _name, _cls in (
     register(_name)(_cls)
 del _name, _cls
 
-# The built-in policies' names, e.g. for a command-line flag.
 NAMES = _REGISTRY.names()
+"""The built-in policies' names; `names()` also lists the policies
+registered later."""
 
 __all__ = [
     "NAMES",
