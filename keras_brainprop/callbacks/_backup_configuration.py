@@ -1,5 +1,6 @@
-"""What a resumed run must share with the run that wrote its backup, and
-the first place where two configurations differ."""
+"""What a resumed run must share with the run that wrote its backup, the
+first place where two configurations differ, and the check that refuses a
+backup of another configuration."""
 
 import json
 import re
@@ -76,3 +77,49 @@ def first_difference(saved, current, path=""):
             if a != b:
                 return first_difference(a, b, f"{path}[{index}]")
     return path, saved, current
+
+
+def check_configuration(manifest, current, backup_dir):
+    """Refuses a backup that another configuration wrote.
+
+    `manifest` is the backup's, `current` this run's `configuration_of`:
+    a difference raises a `ValueError` that names the first one.
+    """
+    saved = manifest.get("configuration")
+    # Backups recorded no backend while TensorFlow was the only one.
+    saved_backend = (saved or {}).get("backend", "tensorflow")
+    if saved_backend != current["backend"]:
+        raise ValueError(
+            f"The backup in {backup_dir} was written under Keras' "
+            f"{saved_backend} backend, and this process runs "
+            f"{current['backend']} (KERAS_BACKEND). It resumes exactly "
+            "only under the backend that wrote it: the backends draw "
+            "other random numbers from the same seeds (exploration, "
+            "dropout) and round differently. Run with "
+            f"KERAS_BACKEND={saved_backend} to resume it, or use a new "
+            "backup_dir for a new run (a model saved with model.save() "
+            f"loads under any backend). Received: backend="
+            f"{saved_backend!r} in the backup, {current['backend']!r} "
+            "here"
+        )
+    if saved is None:
+        return  # Written before backups recorded their configuration.
+    for key in ("feedback", "policy", "reward", "network"):
+        if key not in saved or key not in current:
+            continue
+        if saved[key] == current[key]:
+            continue
+        if key == "network":
+            path, theirs, ours = first_difference(saved[key], current[key])
+            difference = f"network{path}={theirs!r} while this model has "
+            difference += repr(ours)
+        else:
+            difference = (
+                f"{key}={saved[key]} while this model uses {current[key]}"
+            )
+        raise ValueError(
+            f"The backup in {backup_dir} was made by a different "
+            "model configuration: resuming it would continue another "
+            "run with this model. Use a new backup_dir for a new run. "
+            f"Received: a backup written with {difference}"
+        )

@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from keras_brainprop import _keras_fixes
+from keras_brainprop.callbacks._backup_configuration import check_configuration
 from keras_brainprop.callbacks._backup_configuration import configuration_of
-from keras_brainprop.callbacks._backup_configuration import first_difference
 from keras_brainprop.callbacks._backup_file import BACKUP_FILE
 from keras_brainprop.callbacks._backup_file import FORMAT
 from keras_brainprop.callbacks._backup_file import TEMP_PREFIX
@@ -195,7 +195,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         self._configuration = configuration_of(model)
         backup = read_backup(self.path) if os.path.exists(self.path) else None
         if backup is not None:
-            self._check_configuration(backup[0])
+            check_configuration(backup[0], self._configuration, self.backup_dir)
         _keras_fixes.wrap_train_function(model, self._train_or_replay)
         if backup is not None:
             self._restore(*backup)
@@ -333,47 +333,6 @@ class BackupAndRestore(keras.callbacks.Callback):
             arrays[f"random_{name}"] = state
         arrays["manifest"] = np.array(json.dumps(manifest))
         write_atomically(self.path, arrays)
-
-    def _check_configuration(self, manifest):
-        saved = manifest.get("configuration")
-        current = self._configuration
-        # Backups recorded no backend while TensorFlow was the only one.
-        saved_backend = (saved or {}).get("backend", "tensorflow")
-        if saved_backend != current["backend"]:
-            raise ValueError(
-                f"The backup in {self.backup_dir} was written under Keras' "
-                f"{saved_backend} backend, and this process runs "
-                f"{current['backend']} (KERAS_BACKEND). It resumes exactly "
-                "only under the backend that wrote it: the backends draw "
-                "other random numbers from the same seeds (exploration, "
-                "dropout) and round differently. Run with "
-                f"KERAS_BACKEND={saved_backend} to resume it, or use a new "
-                "backup_dir for a new run (a model saved with model.save() "
-                f"loads under any backend). Received: backend="
-                f"{saved_backend!r} in the backup, {current['backend']!r} "
-                "here"
-            )
-        if saved is None:
-            return  # Written before backups recorded their configuration.
-        for key in ("feedback", "policy", "reward", "network"):
-            if key not in saved or key not in current:
-                continue
-            if saved[key] == current[key]:
-                continue
-            if key == "network":
-                path, theirs, ours = first_difference(saved[key], current[key])
-                difference = f"network{path}={theirs!r} while this model has "
-                difference += repr(ours)
-            else:
-                difference = (
-                    f"{key}={saved[key]} while this model uses {current[key]}"
-                )
-            raise ValueError(
-                f"The backup in {self.backup_dir} was made by a different "
-                "model configuration: resuming it would continue another "
-                "run with this model. Use a new backup_dir for a new run. "
-                f"Received: a backup written with {difference}"
-            )
 
     def _restore(self, manifest, arrays):
         groups = self._variable_groups(with_metrics=False)

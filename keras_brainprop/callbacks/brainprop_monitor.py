@@ -3,18 +3,16 @@
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
-from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from keras_brainprop.callbacks._probe import PROBE_CHUNK
 from keras_brainprop.callbacks._probe import check_probe_inputs
-from keras_brainprop.callbacks._probe import class_labels
 from keras_brainprop.callbacks._probe import num_samples
 from keras_brainprop.callbacks._probe import slice_samples
 from keras_brainprop.callbacks._probe import take_probe
 from keras_brainprop.callbacks._probe import to_numpy
+from keras_brainprop.callbacks._probe_summaries import write_probe_summaries
 from keras_brainprop.feedback import diagnostics as feedback_diagnostics
 from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import to_plain
@@ -27,33 +25,6 @@ _TRAIN_LOGS = {
     "explore_rate": "explore_rate",
     "greedy_coverage": "greedy_coverage",
 }
-
-
-# tf.summary writes on every Keras backend, as keras.callbacks.TensorBoard
-# does under JAX: it is handed NumPy values, never backend tensors.
-
-
-def _write_histogram(tag, values, buckets, step):
-    # Non-finite values are left out, so a diverged network shows as a
-    # count smaller than the number of values.
-    values = np.ravel(values)
-    values = values[np.isfinite(values)]
-    tf.summary.histogram(tag, values, step=step, buckets=buckets)
-
-
-def _write_action_histogram(tag, actions, num_actions, step):
-    # One bucket per action, centred on its index: tf.summary.histogram
-    # would spread its buckets between the smallest and largest action.
-    counts = np.bincount(actions, minlength=num_actions)[:num_actions]
-    counts = counts.astype("float64")
-    centres = np.arange(num_actions, dtype="float64")
-    tf.summary.write(
-        tag,
-        np.stack([centres - 0.5, centres + 0.5, counts], axis=1),
-        step=step,
-        metadata=histogram_metadata.create_summary_metadata(tag, ""),
-    )
-    return counts
 
 
 def _layer_path(variable, network_name):
@@ -380,40 +351,10 @@ class BrainPropMonitor(keras.callbacks.Callback):
         return q_values, probe
 
     def _write_probe(self, prefix, step):
-        count = num_samples(self._probe_x)
         q_values, probe = self._run_probe()
-        # On the host from here: tf.summary takes NumPy on every backend.
-        q_values = to_numpy(q_values)
-        probe = type(probe)(*(to_numpy(value) for value in probe))
-        num_actions = q_values.shape[-1]
-        delta = probe.reward_prediction_error
-        tf.summary.scalar(f"{prefix}/reward", np.mean(probe.rewards), step)
-        tf.summary.scalar(f"{prefix}/rpe_mean", np.mean(delta), step)
-        tf.summary.scalar(f"{prefix}/rpe_std", np.std(delta), step)
-        tf.summary.scalar(
-            f"{prefix}/explore_rate", np.mean(probe.explored), step
+        write_probe_summaries(
+            prefix, step, q_values, probe, self._probe_y, self.histogram_buckets
         )
-        buckets = self.histogram_buckets
-        _write_histogram(f"{prefix}/q_values", q_values, buckets, step)
-        _write_histogram(f"{prefix}/rpe", delta, buckets, step)
-        counts = _write_action_histogram(
-            f"{prefix}/actions", probe.actions, num_actions, step
-        )
-        greedy = probe.greedy_actions
-        labels = class_labels(self._probe_y, num_actions)
-        for action in range(num_actions):
-            tf.summary.scalar(
-                f"{prefix}/action_frequency/{action}",
-                counts[action] / count,
-                step,
-            )
-            is_greedy = greedy == action
-            tf.summary.scalar(
-                f"{prefix}/greedy_frequency/{action}", is_greedy.mean(), step
-            )
-            if labels is not None and (labels == action).any():
-                recall = is_greedy[labels == action].mean()
-                tf.summary.scalar(f"{prefix}/recall/{action}", recall, step)
 
     def _write_update_norms(self, unit, step, snapshot):
         for layer, indices in self._layer_indices.items():
