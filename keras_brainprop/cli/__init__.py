@@ -46,16 +46,16 @@ cli.run_script(main)
 
 from keras_brainprop.cli._examples import define_network_flags
 from keras_brainprop.cli._examples import example_main
-from keras_brainprop.cli._flags import LEARNING_RATE_MESSAGE
-from keras_brainprop.cli._flags import brainprop_options
-from keras_brainprop.cli._flags import define_feedback_flag
+from keras_brainprop.cli._flag_parts import LEARNING_RATE_MESSAGE
+from keras_brainprop.cli._flag_parts import brainprop_options
+from keras_brainprop.cli._flag_parts import define_feedback_flag
+from keras_brainprop.cli._flag_parts import define_learning_rate_flag
+from keras_brainprop.cli._flag_parts import define_registered
+from keras_brainprop.cli._flag_parts import define_setting_flags
+from keras_brainprop.cli._flag_parts import define_strategy_flags
+from keras_brainprop.cli._flag_parts import is_learning_rate
+from keras_brainprop.cli._flag_parts import only_with
 from keras_brainprop.cli._flags import define_flags
-from keras_brainprop.cli._flags import define_learning_rate_flag
-from keras_brainprop.cli._flags import define_registered
-from keras_brainprop.cli._flags import define_setting_flags
-from keras_brainprop.cli._flags import define_strategy_flags
-from keras_brainprop.cli._flags import is_learning_rate
-from keras_brainprop.cli._flags import only_with
 from keras_brainprop.cli._flags import run_kwargs
 from keras_brainprop.cli._scripts import format_number
 from keras_brainprop.cli._scripts import initial_learning_rate

@@ -11,10 +11,10 @@ from keras_brainprop import algorithms
 from keras_brainprop import architectures as architectures_lib
 from keras_brainprop import callbacks
 from keras_brainprop import datasets
-from keras_brainprop.cli._flags import brainprop_options
-from keras_brainprop.cli._flags import define_feedback_flag
-from keras_brainprop.cli._flags import define_learning_rate_flag
-from keras_brainprop.cli._flags import define_setting_flags
+from keras_brainprop.cli._flag_parts import brainprop_options
+from keras_brainprop.cli._flag_parts import define_feedback_flag
+from keras_brainprop.cli._flag_parts import define_learning_rate_flag
+from keras_brainprop.cli._flag_parts import define_setting_flags
 from keras_brainprop.cli._scripts import initial_learning_rate
 from keras_brainprop.cli._scripts import raise_if_diverged
 
