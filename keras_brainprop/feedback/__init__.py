@@ -18,17 +18,17 @@ from keras_brainprop.feedback.conversion import feedback_layers
 from keras_brainprop.feedback.conversion import rule_of
 from keras_brainprop.feedback.conversion import to_plain
 from keras_brainprop.feedback.feedback_layer import FeedbackLayer
+from keras_brainprop.feedback.registry import FeedbackRule
+from keras_brainprop.feedback.registry import get
+from keras_brainprop.feedback.registry import name
+from keras_brainprop.feedback.registry import names
+from keras_brainprop.feedback.registry import parameters
+from keras_brainprop.feedback.registry import register
 from keras_brainprop.feedback.rules import NAMES
 from keras_brainprop.feedback.rules import FeedbackAlignment
-from keras_brainprop.feedback.rules import FeedbackRule
 from keras_brainprop.feedback.rules import KolenPollack
 from keras_brainprop.feedback.rules import SignSymmetry
 from keras_brainprop.feedback.rules import Symmetric
-from keras_brainprop.feedback.rules import get
-from keras_brainprop.feedback.rules import name
-from keras_brainprop.feedback.rules import names
-from keras_brainprop.feedback.rules import parameters
-from keras_brainprop.feedback.rules import register
 
 __all__ = [
     "NAMES",
