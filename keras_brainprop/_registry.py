@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 
 import keras
 
@@ -10,12 +11,36 @@ _NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def _json_friendly(value):
-    """Returns `value` if JSON can write it, else its repr."""
+    """Returns `value` if JSON can write it, else its repr.
+
+    A function in a config (a schedule given as a callable of the step)
+    stands as its name: Keras serializes a lambda with its bytecode, which
+    holds the file it was defined in and differs between Python versions.
+    """
+    if isinstance(value, dict):
+        if value.get("class_name") == "__lambda__":
+            return "<lambda>"
+        return {key: _json_friendly(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_friendly(item) for item in value]
     try:
         json.dumps(value)
     except (TypeError, ValueError):
         return repr(value)
     return value
+
+
+def _config(obj):
+    """`obj.get_config()`, or None if it cannot be serialized (e.g. a
+    schedule that is a callable object without `get_config`)."""
+    with warnings.catch_warnings():
+        # Keras warns that a lambda is unsafe to load: nothing loads here.
+        warnings.simplefilter("ignore")
+        try:
+            return obj.get_config()
+        # OSError: Keras reads a lambda's source for its warning.
+        except (TypeError, ValueError, NotImplementedError, OSError):
+            return None
 
 
 class Registry:
@@ -108,11 +133,20 @@ class Registry:
             )
         return name
 
+    def label_of(self, obj):
+        """The registered name of `obj`'s class, else the class's name:
+        for folder names and summaries, which name unregistered classes
+        too."""
+        return self._name_of(type(obj)) or type(obj).__name__
+
     def parameters(self, obj):
-        """Returns the config entries of `obj` that differ from defaults."""
-        config = obj.get_config()
+        """Returns the config entries of `obj` that differ from defaults;
+        `{}` if its config cannot be serialized."""
+        config = _config(obj)
+        if config is None:
+            return {}
         try:
-            default = type(obj)().get_config()
+            default = _config(type(obj)()) or {}
         except TypeError:  # Arguments without defaults: none to compare.
             default = {}
         return {

@@ -46,15 +46,16 @@ versions call backprop "ebp"."""
 def feedback_name(algorithm):
     """Returns the name of an algorithm's feedback rule, e.g. "symmetric".
 
-    The rule's registered name (`keras_brainprop.feedback.name`);
-    "symmetric" for an algorithm without a rule.
+    The rule's registered name (`keras_brainprop.feedback.name`), or the
+    class name of a rule whose class is not registered; "symmetric" for an
+    algorithm without a rule.
 
     Example:
 
     >>> feedback_name(Backprop(feedback="kolen_pollack"))
     'kolen_pollack'
     """
-    return feedback_lib.name(getattr(algorithm, "feedback", None))
+    return feedback_lib.registry._label(getattr(algorithm, "feedback", None))
 
 
 def _in_strategy_scope():

@@ -95,7 +95,7 @@ class Setting:
         """One line: "recommended: discovery, Adam at 0.001"."""
         optimizer = "SGD" if self.optimizer == "sgd" else "Adam"
         return (
-            f"{self.name}: {policies.name(self.policy)}, {optimizer} at "
+            f"{self.name}: {policies._label(self.policy)}, {optimizer} at "
             f"{self.learning_rate:g}"
         )
 

@@ -3,12 +3,14 @@ the run's algorithm (rule, policy, setting and their parameters)."""
 
 import importlib.util
 import json
+import warnings
 
 import keras
 import pytest
 from _helpers import ROOT
 from _helpers import run_benchmark
 
+import keras_brainprop as kbp
 from keras_brainprop import algorithms
 from keras_brainprop import experiment
 from keras_brainprop import feedback
@@ -348,3 +350,47 @@ def test_compare_merges_a_folder_written_before(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "| mlp | BrainProp | 2 |" in completed.stdout
     assert "| mlp | EBP | 2 |" in completed.stdout
+
+
+def test_unregistered_rules_and_policies_are_named_by_their_classes():
+    class MyPolicy(kbp.policies.EpsilonGreedy):
+        pass
+
+    class MyRule(kbp.feedback.Symmetric):
+        pass
+
+    name = experiment.run_name(
+        "digits", "mlp", feedback=MyRule(), policy=MyPolicy()
+    )
+    assert name == "digits_mlp_brainprop_MyRule_MyPolicy"
+    assert kbp.algorithms.feedback_name(kbp.algorithms.Backprop(MyRule())) == (
+        "MyRule"
+    )
+    setting = kbp.settings.Setting("mine", policy=MyPolicy())
+    assert setting.describe() == "mine: MyPolicy, SGD at 0.1"
+
+
+def test_a_schedule_function_stands_as_its_name_in_the_hash():
+    def epsilon(step):
+        return 0.1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras' warning of lambdas stays off.
+        by_lambda = kbp.policies.EpsilonGreedy(epsilon=lambda step: 0.1)
+        assert kbp.policies.parameters(by_lambda) == {"epsilon": "<lambda>"}
+        by_function = kbp.policies.EpsilonGreedy(epsilon=epsilon)
+        assert experiment.run_name("digits", "mlp", policy=by_lambda) != (
+            experiment.run_name("digits", "mlp", policy=by_function)
+        )
+
+
+def test_a_schedule_that_cannot_be_serialized_adds_no_hash():
+    class Epsilon:
+        def __call__(self, step):
+            return 0.1
+
+    policy = kbp.policies.EpsilonGreedy(epsilon=Epsilon())
+    assert kbp.policies.parameters(policy) == {}
+    assert experiment.run_name("digits", "mlp", policy=policy) == (
+        "digits_mlp_brainprop_epsilon_greedy"
+    )

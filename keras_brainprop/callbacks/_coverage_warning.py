@@ -102,7 +102,7 @@ class CoverageWarning(keras.callbacks.Callback):
             f"{coverage_advice(self.model.policy, self.model.optimizer)} "
             "This warning is shown at most once per fit().",
             LowCoverageWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
 

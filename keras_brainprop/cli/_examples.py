@@ -18,7 +18,7 @@ from keras_brainprop.cli._flag_parts import define_setting_flags
 from keras_brainprop.cli._scripts import initial_learning_rate
 from keras_brainprop.cli._scripts import raise_if_diverged
 
-# The flags belong to the example that calls `define_example_flags`.
+# The flags belong to the example that calls `example_main`.
 flags.disclaim_key_flags()
 
 

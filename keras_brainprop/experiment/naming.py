@@ -84,7 +84,7 @@ class Description:
             parts.append(self.parameters_hash)
         if self.backend != "tensorflow":
             parts.append(self.backend)
-        return "_".join(_safe(part) for part in parts)
+        return "_".join(parts)
 
     @property
     def parameters_hash(self):
@@ -149,7 +149,7 @@ def describe(dataset, architecture, algorithm, backend=None):
         A `Description`.
 
     Raises:
-        ValueError: For a policy or feedback rule that has no name.
+        ValueError: For an unknown policy or feedback rule name.
     """
     # Algorithm objects of users may have no rule, policy or setting.
     setting = _trained_setting(algorithm, dataset, architecture)
@@ -165,9 +165,9 @@ def describe(dataset, architecture, algorithm, backend=None):
         dataset=dataset,
         architecture=architecture,
         algorithm=algorithm.name,
-        feedback=feedback_lib.name(rule),
-        # An unknown policy fails here, before any data loads.
-        policy=policies.name(policy) if has_policy else None,
+        # Unregistered classes are named by their class names.
+        feedback=feedback_lib.registry._label(rule),
+        policy=policies._label(policy) if has_policy else None,
         setting=setting_name,
         feedback_parameters=feedback_lib.parameters(rule),
         policy_parameters=policies.parameters(policy) if has_policy else {},

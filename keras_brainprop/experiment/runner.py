@@ -271,8 +271,7 @@ def run(
         A `Result`.
 
     Raises:
-        ValueError: For unknown names, a rule or policy whose class is not
-            registered (it has no name), no seeds or a repeated one, `epochs`
+        ValueError: For unknown names, no seeds or a repeated one, `epochs`
             below 1, a learning rate that is not a finite number > 0, or a
             `strategy` the Keras backend cannot train under; all before
             any data loads. A seed whose training diverges does not

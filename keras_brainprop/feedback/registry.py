@@ -151,6 +151,12 @@ def name(rule):
     return _REGISTRY.name_of(get(rule))
 
 
+def _label(rule):
+    """`name(rule)`, or the class name of a rule whose class is not
+    registered: for folder names and summaries."""
+    return _REGISTRY.label_of(get(rule))
+
+
 def parameters(rule):
     """Returns a rule's arguments that differ from its class's defaults.
 

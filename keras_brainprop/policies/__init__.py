@@ -173,6 +173,15 @@ def name(policy):
     return _REGISTRY.name_of(policy)
 
 
+def _label(policy):
+    """`name(policy)`, or the class name of a policy whose class is not
+    registered: for folder names and summaries."""
+    policy = get(policy)
+    if _is_paper(policy):
+        return _PAPER
+    return _REGISTRY.label_of(policy)
+
+
 def parameters(policy):
     """Returns a policy's parameters that differ from its class's defaults.
 
@@ -183,8 +192,10 @@ def parameters(policy):
         A dict of the entries of `policy.get_config()` whose values differ
         from those of the class called without arguments (all of them if
         it needs arguments), `{}` for a policy with its default
-        parameters. Schedules appear as their configs; values JSON cannot
-        write are given as their `repr`.
+        parameters; also `{}` for a policy whose config cannot be
+        serialized. Schedules appear as their configs, a function as
+        its name ("<lambda>" for a lambda); values JSON cannot write are
+        given as their `repr`.
 
     Example:
 
