@@ -19,7 +19,7 @@ from keras_brainprop import algorithms
 from keras_brainprop import cli
 from keras_brainprop import feedback
 from keras_brainprop import policies
-from keras_brainprop.feedback import rules as feedback_rules
+from keras_brainprop.feedback import registry as feedback_registry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -373,7 +373,7 @@ def test_name_flags_are_case_insensitive_as_the_python_api():
 
 
 def test_feedback_and_policy_flags_take_registered_names(monkeypatch):
-    for registry in (policies._REGISTRY, feedback_rules._REGISTRY):
+    for registry in (policies._REGISTRY, feedback_registry._REGISTRY):
         monkeypatch.setattr(registry, "_classes", dict(registry._classes))
     flag_values = flags.FlagValues()
     cli.define_flags(flag_values=flag_values)

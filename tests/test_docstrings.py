@@ -82,9 +82,9 @@ def _docstring_tests():
 
 def _registries():
     from keras_brainprop import policies
-    from keras_brainprop.feedback import rules
+    from keras_brainprop.feedback import registry
 
-    for module in (rules, policies):
+    for module in (registry, policies):
         for value in vars(module).values():
             if isinstance(value, Registry):
                 yield value

@@ -8,7 +8,6 @@ from keras import ops
 
 import keras_brainprop as kbp
 from keras_brainprop import feedback
-from keras_brainprop.feedback import rules
 
 
 class ScaledSignSymmetry(feedback.FeedbackRule):
@@ -29,7 +28,7 @@ class ScaledSignSymmetry(feedback.FeedbackRule):
 @pytest.fixture(autouse=True)
 def _restore_registry(monkeypatch):
     # Names a test registers are gone after it.
-    registry = rules._REGISTRY
+    registry = feedback.registry._REGISTRY
     monkeypatch.setattr(registry, "_classes", dict(registry._classes))
 
 

@@ -8,10 +8,11 @@ import numpy as np
 from keras import initializers
 from keras import ops
 
-# `get` too: conversion.py and feedback_layer.py call `rules.get`.
-from keras_brainprop.feedback.registry import _REGISTRY
 from keras_brainprop.feedback.registry import FeedbackRule
+
+# `get` too: conversion.py and feedback_layer.py call `rules.get`.
 from keras_brainprop.feedback.registry import get  # noqa: F401
+from keras_brainprop.feedback.registry import names
 from keras_brainprop.feedback.registry import register
 
 # Initializers that give every feedback weight the same value.
@@ -310,6 +311,6 @@ class KolenPollack(_RandomFeedback):
         return {"decay": self.decay, **super().get_config()}
 
 
-NAMES = _REGISTRY.names()
+NAMES = names()
 """The built-in rules' names; `names()` also lists the rules registered
 later."""

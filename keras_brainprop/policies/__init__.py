@@ -103,10 +103,6 @@ for _name, _cls in (
     register(_name)(_cls)
 del _name, _cls
 
-NAMES = _REGISTRY.names()
-"""The built-in policies' names; `names()` also lists the policies
-registered later."""
-
 __all__ = [
     "NAMES",
     "Boltzmann",
@@ -136,6 +132,11 @@ def names():
     ('greedy', 'epsilon_greedy', 'boltzmann')
     """
     return _REGISTRY.names()
+
+
+NAMES = names()
+"""The built-in policies' names; `names()` also lists the policies
+registered later."""
 
 
 def _is_paper(policy):
