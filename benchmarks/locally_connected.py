@@ -67,6 +67,7 @@ import subprocess
 import sys
 import time
 
+import _locally_connected_variants as _variants
 from absl import app
 from absl import flags
 
@@ -163,155 +164,8 @@ def _peak_megabytes():
     return _status_megabytes("VmHWM")
 
 
-def _local_layer_maker(variant):
-    """`variant`'s framework, its input layer and a locally connected maker.
-
-    The maker takes the strides and returns one of the network's locally
-    connected layers (32 filters, 3x3, 'valid', no bias).
-    """
-    if variant.startswith("tf_keras"):
-        import tf_keras as framework
-
-        implementation = int(variant[-1])
-        input_layer = framework.layers.InputLayer(input_shape=(28, 28, 1))
-
-        def local_layer(strides):
-            return framework.layers.LocallyConnected2D(
-                32,
-                3,
-                strides=strides,
-                use_bias=False,
-                kernel_initializer=_initializer(framework),
-                implementation=implementation,
-            )
-
-    else:
-        import keras as framework
-
-        from keras_brainprop.layers import LocallyConnected2D
-
-        input_layer = framework.Input((28, 28, 1))
-
-        def local_layer(strides):
-            layer_class = (
-                LocallyConnected2D
-                if variant == "keras_brainprop"
-                else framework.layers.Conv2D
-            )
-            return layer_class(
-                32,
-                3,
-                strides=strides,
-                use_bias=False,
-                kernel_initializer=_initializer(framework),
-            )
-
-    return framework, input_layer, local_layer
-
-
-def _initializer(framework):
-    return framework.initializers.RandomNormal(stddev=0.005, seed=1)
-
-
-def _build_model(variant):
-    """The loccon network with `variant`'s locally connected layers."""
-    framework, input_layer, local_layer = _local_layer_maker(variant)
-    layers = framework.layers
-    initializer = _initializer(framework)
-    model = framework.Sequential(
-        [
-            input_layer,
-            local_layer(1),
-            layers.ReLU(),
-            layers.BatchNormalization(),
-            local_layer(2),
-            layers.ReLU(),
-            layers.BatchNormalization(),
-            layers.Dropout(0.3),
-            layers.Flatten(),
-            layers.Dense(500, use_bias=False, kernel_initializer=initializer),
-            layers.ReLU(),
-            layers.Dropout(0.3),
-            layers.Dense(10, use_bias=False, kernel_initializer=initializer),
-        ]
-    )
-    return model
-
-
-def _build_local_layers(variant):
-    """Only the network's two locally connected layers and the ReLU between."""
-    framework, input_layer, local_layer = _local_layer_maker(variant)
-    return framework.Sequential(
-        [input_layer, local_layer(1), framework.layers.ReLU(), local_layer(2)]
-    )
-
-
 def _steps(variant):
     return FLAGS.slow_steps if variant in _SLOW_VARIANTS else FLAGS.steps
-
-
-def _training_batches(steps):
-    """`steps` batches of random images and labels, as tensors."""
-    import numpy as np
-    import tensorflow as tf
-
-    rng = np.random.default_rng(0)
-    shape = (steps, FLAGS.batch_size, 28, 28, 1)
-    images = tf.constant(rng.random(shape, dtype=np.float32))
-    labels = tf.constant(rng.integers(0, 10, size=shape[:2]))
-    return images, labels
-
-
-def _training_step(variant, model):
-    """A compiled SGD(0.1) softmax cross-entropy step for `model`."""
-    import tensorflow as tf
-
-    if variant.startswith("tf_keras"):
-        import tf_keras as framework
-    else:
-        import keras as framework
-    optimizer = framework.optimizers.SGD(0.1)
-    loss_function = framework.losses.SparseCategoricalCrossentropy(
-        from_logits=True
-    )
-    variables = model.trainable_variables
-    jit_compile = FLAGS.jit_compile and not variant.startswith("tf_keras")
-
-    @tf.function(jit_compile=jit_compile)
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            loss = loss_function(labels, model(images, training=True))
-        gradients = tape.gradient(loss, variables)
-        if variant.startswith("tf_keras"):
-            optimizer.apply_gradients(zip(gradients, variables))
-        else:
-            optimizer.apply(gradients, variables)
-        return loss
-
-    return step
-
-
-def _gradient_step(variant, model):
-    """A compiled forward and backward pass of `model`, without update.
-
-    Gradients of the summed outputs w.r.t. the inputs and the kernels.
-    """
-    import tensorflow as tf
-
-    variables = model.trainable_variables
-    jit_compile = FLAGS.jit_compile and not variant.startswith("tf_keras")
-
-    @tf.function(jit_compile=jit_compile)
-    def step(images, labels):
-        del labels  # Unused; the signature is the training step's.
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            outputs = model(images, training=True)
-        gradients = tape.gradient(outputs, [images, *variables])
-        # Returned so that tf.function does not prune the backward pass.
-        return tf.add_n([tf.reduce_sum(gradient) for gradient in gradients])
-
-    return step
 
 
 def _train(step, batches, steps):
@@ -332,7 +186,9 @@ def _time_variants(variants, make_step):
     reverse. The result maps each variant to its times, and "load" to the
     1-minute load average at the start and at the end of the rounds.
     """
-    batches = _training_batches(max(FLAGS.steps, FLAGS.slow_steps))
+    batches = _variants.training_batches(
+        max(FLAGS.steps, FLAGS.slow_steps), FLAGS.batch_size
+    )
     steps, first_call = {}, {}
     for variant in variants:
         print(f"building and warming up {variant} ...", flush=True)
@@ -362,8 +218,10 @@ def _time_variants(variants, make_step):
 
 def _measure_memory(variant):
     """Peak memory of building and training `variant` in this process."""
-    step = _training_step(variant, _build_model(variant))
-    batches = _training_batches(FLAGS.memory_steps)
+    step = _variants.training_step(
+        variant, _variants.build_model(variant), FLAGS.jit_compile
+    )
+    batches = _variants.training_batches(FLAGS.memory_steps, FLAGS.batch_size)
     resident_before_training = _resident_megabytes()
     _train(step, batches, FLAGS.memory_steps)
     peak = _peak_megabytes()
@@ -495,12 +353,18 @@ def main(argv):
     if "network" in FLAGS.tables:
         print("== whole network: training steps ==", flush=True)
         timings["network"] = _time_variants(
-            variants, lambda v: _training_step(v, _build_model(v))
+            variants,
+            lambda v: _variants.training_step(
+                v, _variants.build_model(v), FLAGS.jit_compile
+            ),
         )
     if "layers" in FLAGS.tables:
         print("== locally connected layers alone ==", flush=True)
         timings["layers"] = _time_variants(
-            variants, lambda v: _gradient_step(v, _build_local_layers(v))
+            variants,
+            lambda v: _variants.gradient_step(
+                v, _variants.build_local_layers(v), FLAGS.jit_compile
+            ),
         )
     memory = {} if FLAGS.memory else None
     if "network" in FLAGS.tables and FLAGS.memory:
