@@ -184,8 +184,7 @@ def report(pieces, output_dir=None):
         )
     settings = "; ".join(
         f"{_label(piece)}: batch {piece['batch_size']}, {piece['steps']} "
-        f"steps x {piece['rounds']} rounds, load average "
-        f"{piece['load_average'][0]:.1f} -> {piece['load_average'][-1]:.1f}, "
+        f"steps x {piece['rounds']} rounds, "
         + ", ".join(f"{k} {v}" for k, v in piece["versions"].items())
         for piece in pieces
     )

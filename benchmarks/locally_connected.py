@@ -183,8 +183,7 @@ def _time_variants(variants, make_step):
 
     `make_step(variant)` builds the variant and returns its compiled step.
     Each round times every variant in the order of `variants`, then in
-    reverse. The result maps each variant to its times, and "load" to the
-    1-minute load average at the start and at the end of the rounds.
+    reverse. The result maps each variant to its times.
     """
     batches = _variants.training_batches(
         max(FLAGS.steps, FLAGS.slow_steps), FLAGS.batch_size
@@ -196,7 +195,6 @@ def _time_variants(variants, make_step):
         first_call[variant] = _train(steps[variant], batches, 1)
         for _ in range(FLAGS.warmup_steps):
             _train(steps[variant], batches, 1)
-    load_at_start = os.getloadavg()[0]
     milliseconds = {variant: [] for variant in variants}
     for round_index in range(FLAGS.repeats):
         print(f"timed round {round_index + 1}/{FLAGS.repeats}", flush=True)
@@ -212,7 +210,6 @@ def _time_variants(variants, make_step):
         }
         for variant in variants
     }
-    timings["load"] = (load_at_start, os.getloadavg()[0])
     return timings
 
 
@@ -275,9 +272,8 @@ def _print_table(title, variants, timings, memory=None):
         f"{FLAGS.intra_op_threads}, inter_op_threads="
         f"{FLAGS.inter_op_threads} (0: TensorFlow's default), "
         f"jit_compile={FLAGS.jit_compile} (Keras 3 variants); median "
-        f"(IQR) over {FLAGS.repeats} interleaved rounds; load average "
-        f"{timings['load'][0]:.1f} at the start, {timings['load'][1]:.1f} "
-        f"at the end ({os.cpu_count()} cores)\n"
+        f"(IQR) over {FLAGS.repeats} interleaved rounds "
+        f"({os.cpu_count()} cores)\n"
     )
     memory_header = " peak RSS (MiB) | training peak (MiB) |"
     print(

@@ -20,7 +20,7 @@ range of each round's BrainProp / EBP ratio under each setup, from wall
 time and from the CPU time of the setup's processes (which other programs'
 load does not inflate, but which leaves out time spent waiting for the
 other worker); the scaling efficiency, throughput / (cores x single-core
-throughput); and the machine's load average.
+throughput).
 
 The global batch is `--batch_size` (the paper's 128) in every setup, split
 over the replicas (strong scaling: every setup computes the same SGD
@@ -271,15 +271,9 @@ def main(argv):
         f"A), median of {FLAGS.rounds} rounds; worker logs in {log_dir}",
         flush=True,
     )
-    load_before = os.getloadavg()[0]
     samples = _measure(list(FLAGS.setups), log_dir)
-    load_after = os.getloadavg()[0]
     print()
     print(_table(samples))
-    print(
-        f"\nLoad average (1 min) of the machine: {load_before:.1f} before, "
-        f"{load_after:.1f} after, on {os.cpu_count()} cores."
-    )
 
 
 if __name__ == "__main__":

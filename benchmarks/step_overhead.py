@@ -249,7 +249,6 @@ def measure(path):
         "batch_size": FLAGS.batch_size,
         "steps": FLAGS.steps,
         "rounds": FLAGS.rounds,
-        "load_average": [os.getloadavg()[0]],
         "networks": {},
     }
     for network in FLAGS.networks:
@@ -272,7 +271,6 @@ def measure(path):
             for name, values in times.items()
         )
         print(f"{backend} {network}, wall ms/step: {medians}", flush=True)
-    piece["load_average"].append(os.getloadavg()[0])
     with open(path, "w") as file:
         json.dump(piece, file, indent=2)
 
