@@ -116,6 +116,20 @@ class Registry:
                 return cls
         return None
 
+    def resolve(self, identifier):
+        """Returns the object of an instance of `base`, a registered or
+        class name (the class with its default arguments) or a Keras
+        config; None for anything else."""
+        if isinstance(identifier, self.base):
+            return identifier
+        if isinstance(identifier, str):
+            cls = self.lookup(identifier)
+            return None if cls is None else cls()
+        if isinstance(identifier, dict):
+            obj = keras.saving.deserialize_keras_object(identifier)
+            return obj if isinstance(obj, self.base) else None
+        return None
+
     def _name_of(self, cls):
         for name, registered in self._classes.items():
             if registered is cls:

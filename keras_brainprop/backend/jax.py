@@ -1,7 +1,5 @@
 """The JAX pieces of BrainProp (see `keras_brainprop.backend`)."""
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import keras
@@ -9,6 +7,8 @@ import numpy as np
 
 from keras_brainprop._errors import InvalidInputError
 from keras_brainprop._errors import failed_check
+from keras_brainprop.backend._self_running_checks import after  # noqa: F401
+from keras_brainprop.backend._self_running_checks import with_checks  # noqa: F401
 
 # Seeds are raw uint32 keys `[2]` (as Keras' own JAX random ops use), drawn
 # with `jax.random`: the same seed draws the same under `jit` or not, and
@@ -84,16 +84,6 @@ def check_finite(value, message):
     else:
         _raise_unless_finite(value, message)
     return []
-
-
-def with_checks(checks, structure):
-    """Returns `structure`: the checks run (or raised) by themselves."""
-    return structure
-
-
-def after(checks):
-    """A context for the step after `checks`: they have run (or raised)."""
-    return contextlib.nullcontext()
 
 
 def clear_errors(function):

@@ -1,13 +1,13 @@
 """The PyTorch pieces of BrainProp (see `keras_brainprop.backend`)."""
 
-import contextlib
-
 import keras
 import numpy as np
 import torch
 from keras.src.backend.torch.core import get_device
 
 from keras_brainprop._errors import InvalidInputError
+from keras_brainprop.backend._self_running_checks import after  # noqa: F401
+from keras_brainprop.backend._self_running_checks import with_checks  # noqa: F401
 
 # PyTorch has no stateless random ops: a seed, an int64 tensor `[2]`, seeds
 # a `torch.Generator` for each draw. Keras runs PyTorch steps eagerly, so
@@ -94,16 +94,6 @@ def check_finite(value, message):
     if not bool(torch.isfinite(torch.as_tensor(value)).all()):
         raise InvalidInputError(message)
     return []
-
-
-def with_checks(checks, structure):
-    """Returns `structure`: the checks run (or raised) by themselves."""
-    return structure
-
-
-def after(checks):
-    """A context for the step after `checks`: they have run (or raised)."""
-    return contextlib.nullcontext()
 
 
 def clear_errors(function):

@@ -4,8 +4,6 @@ The built-in rules (`rules.py`) register here, as a user's rules do; `get`,
 `name`, `names` and `parameters` look them up.
 """
 
-import keras
-
 from keras_brainprop._registry import Registry
 
 # The rule of `get(None)`, looked up by name: the built-in rules import
@@ -203,18 +201,9 @@ def get(identifier):
     >>> kbp.feedback.get("SignSymmetry")
     SignSymmetry()
     """
-    if identifier is None:
-        return _REGISTRY.lookup(_DEFAULT)()
-    if isinstance(identifier, FeedbackRule):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _REGISTRY.lookup(identifier)
-        if cls is not None:
-            return cls()
-    if isinstance(identifier, dict):
-        rule = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(rule, FeedbackRule):
-            return rule
+    rule = _REGISTRY.resolve(_DEFAULT if identifier is None else identifier)
+    if rule is not None:
+        return rule
     raise ValueError(
         "`feedback` must be a keras_brainprop.feedback rule, one of "
         f"{_REGISTRY.quoted_names()} (registered names), a rule config or "

@@ -232,20 +232,13 @@ def get(identifier):
     >>> kbp.policies.get("SquareCB")
     SquareCB(gamma=1000.0)
     """
-    if identifier is None:
+    if identifier is None or (
+        isinstance(identifier, str) and identifier.lower() == _PAPER
+    ):
         return EpsilonBoltzmann()
-    if isinstance(identifier, Policy):
-        return identifier
-    if isinstance(identifier, str):
-        if identifier.lower() == _PAPER:
-            return EpsilonBoltzmann()
-        cls = _REGISTRY.lookup(identifier)
-        if cls is not None:
-            return cls()
-    if isinstance(identifier, dict):
-        policy = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(policy, Policy):
-            return policy
+    policy = _REGISTRY.resolve(identifier)
+    if policy is not None:
+        return policy
     raise ValueError(
         "`policy` must be a keras_brainprop.policies.Policy, one of "
         f"{_REGISTRY.quoted_names()} (registered names), 'paper', a policy "
